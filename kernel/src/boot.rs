@@ -1,0 +1,174 @@
+//! The boot sequence: from Xen's hand-over to the program's `main`.
+
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::x86_64::{self as arch, traps};
+use crate::cmdline::{CmdLine, ConsoleMode};
+use crate::log::{self, Level};
+use crate::mm::{self, paging};
+use crate::xen::abi::{SIF_INITDOMAIN, ShutdownReason, StartInfo};
+use crate::xen::{console, hypercall};
+
+/// The parsed command line, filled once at boot and read-only afterwards.
+static mut CMDLINE: CmdLine = CmdLine::new();
+/// Xen system time at the hand-over, and when `main` was called.
+pub static BOOT_NS: AtomicU64 = AtomicU64::new(0);
+static MEMORY_END: AtomicU64 = AtomicU64::new(0);
+
+/// The end of the direct map, for checks of pointers found in memory.
+pub fn memory_end() -> u64 {
+    MEMORY_END.load(Ordering::Relaxed)
+}
+
+/// The command line; only valid after boot parsed it.
+pub fn cmdline() -> &'static CmdLine {
+    // SAFETY: written once at boot before anything reads it, never again.
+    unsafe { &*addr_of!(CMDLINE) }
+}
+
+unsafe extern "C" {
+    fn main(argc: isize, argv: *const *const u8) -> i32;
+    static __tdata_start: u8;
+    static __tdata_end: u8;
+    static __tls_memsz: u8;
+    static __tls_align: u8;
+}
+
+/// Stops the guest before `main`, with a message, as an exit with status 2.
+fn fail(what: &str) -> ! {
+    log::write(Level::Error, format_args!("boot failed: {what}"));
+    crate::exit(2);
+}
+
+/// Runs on the boot stack with what Xen handed over; never returns.
+pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
+    // SAFETY: Xen passes a mapped `start_info` page in `%rsi`; nothing writes it.
+    let si = unsafe { &*si };
+
+    // SAFETY: `shared_info` is the machine address of this domain's shared info frame; the
+    // page mapped over it is reserved for it and used for nothing else.
+    let mapped = unsafe {
+        hypercall::update_va_mapping(
+            addr_of!(arch::SHARED_INFO_PAGE) as u64,
+            si.shared_info | 0x67,
+        )
+    };
+    if mapped < 0 {
+        console::crash_line(b"cannot map the shared info page");
+        hypercall::shutdown(ShutdownReason::Crash);
+    }
+    BOOT_NS.store(crate::time::monotonic_ns(), Ordering::Relaxed);
+    traps::init();
+
+    let line_len = si.cmd_line.iter().position(|&b| b == 0).unwrap_or(si.cmd_line.len());
+    // SAFETY: boot runs once, before anything reads the command line.
+    let parsed = unsafe { (*addr_of_mut!(CMDLINE)).parse(&si.cmd_line[..line_len]) };
+    let framed = cmdline().console == ConsoleMode::Framed;
+    console::set_mode(if parsed.is_ok() { cmdline().console } else { ConsoleMode::Plain });
+    log::set_max_level(cmdline().log.unwrap_or(if framed { Level::Info } else { Level::Warn }));
+
+    let dom0 = si.flags & SIF_INITDOMAIN != 0;
+    if !dom0 {
+        let pfn = paging_pfn_of_mfn(si.console_mfn);
+        if pfn >= si.nr_pages {
+            hypercall::shutdown(ShutdownReason::Crash);
+        }
+        // SAFETY: Xen gives a domU its console page inside the initial mapping; the frame
+        // belongs to the console for the guest's life.
+        unsafe { console::use_ring(paging::frame_va(pfn as usize) as *mut _, si.console_evtchn) };
+    }
+    if let Err(error) = parsed {
+        let (what, at) = error.describe();
+        log::write(Level::Error, format_args!("bad command line: {what}, at byte {at}"));
+        crate::exit(2);
+    }
+
+    // SAFETY: called once, with Xen's `start_info` and boot stack pointer.
+    let layout = match unsafe { mm::init(si, boot_rsp) } {
+        Ok(layout) => layout,
+        Err(what) => fail(what),
+    };
+    MEMORY_END.store(paging::frame_va(layout.nr_frames), Ordering::Relaxed);
+    info!(
+        "booted as {} with {} MiB ({} frames, {} free from frame {}, {} for page tables)",
+        if dom0 { "dom0" } else { "a domU" },
+        layout.nr_frames >> 8,
+        layout.nr_frames,
+        mm::free_frame_count(),
+        layout.first_free,
+        layout.pool_frames
+    );
+    crate::random::init(&cmdline().seed[..cmdline().seed_len]);
+
+    let stack_bytes = if layout.nr_frames >= 8192 { 1 << 20 } else { 128 << 10 };
+    let Some(stack_top) = mm::alloc_stack(stack_bytes) else { fail("no memory for the main stack") };
+    // SAFETY: `stack_top` is the top of a fresh, mapped stack that nothing else uses.
+    unsafe { switch_stack(stack_top, run_main) }
+}
+
+/// The pseudo-physical frame of machine frame `mfn`, by Xen's machine-to-phys table.
+fn paging_pfn_of_mfn(mfn: u64) -> u64 {
+    // SAFETY: Xen maps the machine-to-phys table read-only into every PV guest.
+    unsafe { ((crate::xen::abi::MACH2PHYS_VIRT_START + mfn * 8) as *const u64).read_volatile() }
+}
+
+/// Moves to the stack whose top is `top` and calls `next` there.
+///
+/// # Safety
+///
+/// `top` must be the 16-byte aligned top of a mapped stack nothing else uses.
+unsafe fn switch_stack(top: u64, next: extern "C" fn() -> !) -> ! {
+    // SAFETY: the caller vouches for the stack; `next` never returns, so nothing on the old
+    // stack is needed again.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "call {next}",
+            "ud2",
+            top = in(reg) top,
+            next = in(reg) next,
+            options(noreturn),
+        )
+    }
+}
+
+/// Sets up the main thread's TLS block, then runs the program.
+extern "C" fn run_main() -> ! {
+    if let Err(what) = setup_tls() {
+        fail(what);
+    }
+    let now = crate::time::monotonic_ns();
+    info!("main after {} us", (now - BOOT_NS.load(Ordering::Relaxed)) / 1000);
+    // SAFETY: `main` is the program's entry, generated by rustc; std ignores argc and argv and
+    // asks the kernel for its arguments.
+    let status = unsafe { main(0, core::ptr::null()) };
+    crate::exit(status);
+}
+
+/// Builds the main thread's ELF TLS block (x86_64 "variant II": the block ends at the thread
+/// pointer, whose first word points to itself) and points the FS base at it.
+fn setup_tls() -> Result<(), &'static str> {
+    let (tdata, tdata_end, memsz, align) = (
+        &raw const __tdata_start as usize,
+        &raw const __tdata_end as usize,
+        &raw const __tls_memsz as usize,
+        &raw const __tls_align as usize,
+    );
+    let align = align.max(16);
+    let block = memsz.next_multiple_of(align);
+    let bytes = (align + block + 8).next_multiple_of(4096);
+    let base = mm::alloc_frames(bytes / 4096).ok_or("no memory for thread-local storage")? as usize;
+    let tp = (base + block).next_multiple_of(align);
+    let start = tp - block;
+    // SAFETY: `[start, tp + 8)` lies in the fresh frames; the template is the image's `.tdata`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(tdata as *const u8, start as *mut u8, tdata_end - tdata);
+        (tp as *mut u64).write(tp as u64);
+    }
+    if hypercall::set_fs_base(tp as u64) < 0 {
+        return Err("Xen refused the FS base");
+    }
+    Ok(())
+}

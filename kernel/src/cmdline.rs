@@ -1,0 +1,307 @@
+//! The guest command line of `docs/abi.md`: `[xen.OPTION=VALUE | NAME=VALUE]... [-- ARGV...]`,
+//! tokens separated by spaces and percent-encoded.
+//!
+//! Pure logic over byte slices, tested on the host. The parsed form points into one buffer that
+//! holds the decoded tokens, so parsing needs no allocator.
+
+use crate::log::Level;
+
+/// The most tokens a command line can hold (every token takes at least two bytes).
+pub const MAX_TOKENS: usize = crate::xen::abi::MAX_GUEST_CMDLINE / 2;
+
+/// How the console writes stdout and stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// As they are, for people reading `xl console`.
+    Plain,
+    /// In the records of `docs/abi.md`, for the runner.
+    Framed,
+}
+
+/// What is wrong with a command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A `%` not followed by two hex digits, at this byte offset.
+    BadEscape(usize),
+    /// A token before `--` that is neither `xen.OPTION=VALUE` nor `NAME=VALUE`.
+    BareWord(usize),
+    /// A `xen.` option the kernel does not know.
+    UnknownOption(usize),
+    /// A known option with a value it does not take.
+    BadValue(usize),
+}
+
+/// Where a decoded token lies in the buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u16,
+    pub len: u16,
+}
+
+/// A parsed command line: kernel options, environment entries and arguments.
+pub struct CmdLine {
+    buf: [u8; crate::xen::abi::MAX_GUEST_CMDLINE],
+    spans: [Span; MAX_TOKENS],
+    env_count: usize,
+    arg_count: usize,
+    pub console: ConsoleMode,
+    /// The kernel log level, if the command line set one.
+    pub log: Option<Level>,
+    /// Entropy from the toolstack (`xen.seed=HEX`), up to 32 bytes.
+    pub seed: [u8; 32],
+    pub seed_len: usize,
+}
+
+impl CmdLine {
+    /// An empty command line: no environment, `argv` is `["app"]`.
+    pub const fn new() -> Self {
+        let mut buf = [0u8; crate::xen::abi::MAX_GUEST_CMDLINE];
+        buf[0] = b'a';
+        buf[1] = b'p';
+        buf[2] = b'p';
+        let mut spans = [Span { start: 0, len: 0 }; MAX_TOKENS];
+        spans[0] = Span { start: 0, len: 3 };
+        CmdLine {
+            buf,
+            spans,
+            env_count: 0,
+            arg_count: 1,
+            console: ConsoleMode::Plain,
+            log: None,
+            seed: [0; 32],
+            seed_len: 0,
+        }
+    }
+
+    fn span(&self, span: Span) -> &[u8] {
+        &self.buf[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    /// The i-th environment entry, `NAME=VALUE`.
+    pub fn env(&self, index: usize) -> Option<&[u8]> {
+        (index < self.env_count).then(|| self.span(self.spans[index]))
+    }
+
+    /// The i-th argument, `argv[0]` first.
+    pub fn arg(&self, index: usize) -> Option<&[u8]> {
+        (index < self.arg_count).then(|| self.span(self.spans[self.env_count + index]))
+    }
+
+    /// Parses `line` (the bytes before the NUL), replacing what `self` held.
+    pub fn parse(&mut self, line: &[u8]) -> Result<(), Error> {
+        *self = CmdLine::new();
+        let mut used = 0usize;
+        let mut tokens = 0usize;
+        let mut env = 0usize;
+        let mut args: Option<usize> = None;
+        for (offset, raw) in split(line) {
+            let start = used;
+            used += decode(raw, &mut self.buf[used..]).map_err(|at| Error::BadEscape(offset + at))?;
+            let token = Span { start: start as u16, len: (used - start) as u16 };
+            let text = &self.buf[start..used];
+            if let Some(count) = args.as_mut() {
+                self.spans[tokens] = token;
+                tokens += 1;
+                *count += 1;
+            } else if raw == b"--" {
+                used = start;
+                args = Some(0);
+            } else if text.starts_with(b"xen.") {
+                let mut option = [0u8; crate::xen::abi::MAX_GUEST_CMDLINE];
+                let len = text.len() - 4;
+                option[..len].copy_from_slice(&text[4..]);
+                self.option(&option[..len], offset)?;
+                used = start;
+            } else if text.len() > 1 && text[1..].contains(&b'=') {
+                self.spans[tokens] = token;
+                tokens += 1;
+                env += 1;
+            } else {
+                return Err(Error::BareWord(offset));
+            }
+        }
+        self.env_count = env;
+        match args {
+            Some(count) if count > 0 => self.arg_count = count,
+            _ => {
+                // No `--` or nothing after it: `argv` is `["app"]`, kept after the entries.
+                self.buf[used..used + 3].copy_from_slice(b"app");
+                self.spans[tokens] = Span { start: used as u16, len: 3 };
+                self.arg_count = 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn option(&mut self, option: &[u8], offset: usize) -> Result<(), Error> {
+        let (name, value) = split_once(option, b'=').ok_or(Error::BadValue(offset))?;
+        match name {
+            b"console" => {
+                self.console = match value {
+                    b"plain" => ConsoleMode::Plain,
+                    b"framed" => ConsoleMode::Framed,
+                    _ => return Err(Error::BadValue(offset)),
+                }
+            }
+            b"log" => self.log = Some(Level::parse(value).ok_or(Error::BadValue(offset))?),
+            b"seed" => {
+                if value.len() % 2 != 0 || value.len() > 64 {
+                    return Err(Error::BadValue(offset));
+                }
+                for (i, pair) in value.chunks(2).enumerate() {
+                    let hi = hex_digit(pair[0]).ok_or(Error::BadValue(offset))?;
+                    let lo = hex_digit(pair[1]).ok_or(Error::BadValue(offset))?;
+                    self.seed[i] = hi << 4 | lo;
+                }
+                self.seed_len = value.len() / 2;
+            }
+            _ => return Err(Error::UnknownOption(offset)),
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// A one-line description for the console.
+    pub fn describe(&self) -> (&'static str, usize) {
+        match *self {
+            Error::BadEscape(at) => ("a % not followed by two hex digits", at),
+            Error::BareWord(at) => ("a word before -- that is not NAME=VALUE", at),
+            Error::UnknownOption(at) => ("an unknown xen. option", at),
+            Error::BadValue(at) => ("a bad value for a xen. option", at),
+        }
+    }
+}
+
+/// Splits `line` at runs of spaces; yields each token with its byte offset.
+fn split(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        while at < line.len() && line[at] == b' ' {
+            at += 1;
+        }
+        if at == line.len() {
+            return None;
+        }
+        let start = at;
+        while at < line.len() && line[at] != b' ' {
+            at += 1;
+        }
+        Some((start, &line[start..at]))
+    })
+}
+
+fn split_once(bytes: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == sep)?;
+    Some((&bytes[..at], &bytes[at + 1..]))
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes `raw` into `out`; returns the decoded length, or the offset of a bad `%`.
+/// `out` is at least as long as `raw` (decoding never grows).
+fn decode(raw: &[u8], out: &mut [u8]) -> Result<usize, usize> {
+    let (mut i, mut len) = (0, 0);
+    while i < raw.len() {
+        let byte = if raw[i] == b'%' {
+            let hi = raw.get(i + 1).copied().and_then(hex_digit).ok_or(i)?;
+            let lo = raw.get(i + 2).copied().and_then(hex_digit).ok_or(i)?;
+            i += 3;
+            hi << 4 | lo
+        } else {
+            i += 1;
+            raw[i - 1]
+        };
+        out[len] = byte;
+        len += 1;
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &str) -> Result<Box<CmdLine>, Error> {
+        let mut cmdline = Box::new(CmdLine::new());
+        cmdline.parse(line.as_bytes())?;
+        Ok(cmdline)
+    }
+
+    fn args(c: &CmdLine) -> Vec<String> {
+        (0..).map_while(|i| c.arg(i)).map(|a| String::from_utf8(a.to_vec()).unwrap()).collect()
+    }
+
+    fn env(c: &CmdLine) -> Vec<String> {
+        (0..).map_while(|i| c.env(i)).map(|a| String::from_utf8(a.to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn empty_line_gives_app() {
+        let c = parsed("").unwrap();
+        assert_eq!(args(&c), ["app"]);
+        assert!(env(&c).is_empty());
+        assert_eq!(c.console, ConsoleMode::Plain);
+    }
+
+    #[test]
+    fn options_env_and_args() {
+        let c = parsed("xen.console=framed  HOME=/root xen.log=debug -- hello a%20b --x").unwrap();
+        assert_eq!(c.console, ConsoleMode::Framed);
+        assert_eq!(c.log, Some(Level::Debug));
+        assert_eq!(env(&c), ["HOME=/root"]);
+        assert_eq!(args(&c), ["hello", "a b", "--x"]);
+    }
+
+    #[test]
+    fn everything_after_the_separator_is_an_argument() {
+        let c = parsed("-- prog -- xen.log=trace A=1").unwrap();
+        assert_eq!(args(&c), ["prog", "--", "xen.log=trace", "A=1"]);
+    }
+
+    #[test]
+    fn encoded_bytes_decode() {
+        let c = parsed("V=%25%2C%00x -- p %e2%82%AC").unwrap();
+        assert_eq!(c.env(0).unwrap(), b"V=%,\0x");
+        assert_eq!(c.arg(1).unwrap(), "€".as_bytes());
+    }
+
+    #[test]
+    fn separator_without_args_gives_app() {
+        let c = parsed("A=1 --").unwrap();
+        assert_eq!(args(&c), ["app"]);
+        assert_eq!(env(&c), ["A=1"]);
+    }
+
+    #[test]
+    fn seed_is_hex() {
+        let c = parsed("xen.seed=00ff10").unwrap();
+        assert_eq!(&c.seed[..c.seed_len], &[0, 255, 16]);
+        assert_eq!(parsed("xen.seed=0g").err(), Some(Error::BadValue(0)));
+        assert_eq!(parsed("xen.seed=abc").err(), Some(Error::BadValue(0)));
+    }
+
+    #[test]
+    fn errors_name_the_offset() {
+        assert_eq!(parsed("A=1 bare").err(), Some(Error::BareWord(4)));
+        assert_eq!(parsed("A=%4").err(), Some(Error::BadEscape(2)));
+        assert_eq!(parsed("-- x %zz").err(), Some(Error::BadEscape(5)));
+        assert_eq!(parsed("xen.nope=1").err(), Some(Error::UnknownOption(0)));
+        assert_eq!(parsed("xen.console=loud").err(), Some(Error::BadValue(0)));
+        assert_eq!(parsed("=x").err(), Some(Error::BareWord(0)));
+    }
+
+    #[test]
+    fn longest_line_of_tiny_tokens_fits() {
+        let line = "-- ".to_string() + &"a ".repeat(510);
+        let c = parsed(&line).unwrap();
+        assert_eq!(args(&c).len(), 510);
+    }
+}

@@ -1,0 +1,220 @@
+//! Xen's guest ABI for x86_64 PV guests: the structures and constants of Xen's public headers
+//! (`xen/include/public/`), in the headers' names, pinned by size asserts.
+
+/// Hypercall numbers (`xen.h`, `__HYPERVISOR_*`).
+pub mod hypercall {
+    pub const SET_TRAP_TABLE: usize = 0;
+    pub const MMU_UPDATE: usize = 1;
+    pub const CONSOLE_IO: usize = 18;
+    pub const UPDATE_VA_MAPPING: usize = 14;
+    pub const XEN_VERSION: usize = 17;
+    pub const SET_SEGMENT_BASE: usize = 25;
+    pub const SCHED_OP: usize = 29;
+    pub const EVENT_CHANNEL_OP: usize = 32;
+    pub const PHYSDEV_OP: usize = 33;
+}
+
+/// `CONSOLEIO_write` (`xen.h`).
+pub const CONSOLEIO_WRITE: usize = 0;
+/// `CONSOLEIO_read` (`xen.h`).
+pub const CONSOLEIO_READ: usize = 1;
+
+/// `SCHEDOP_yield` (`sched.h`).
+pub const SCHEDOP_YIELD: usize = 0;
+/// `SCHEDOP_shutdown` (`sched.h`).
+pub const SCHEDOP_SHUTDOWN: usize = 2;
+/// `SCHEDOP_poll` (`sched.h`).
+pub const SCHEDOP_POLL: usize = 3;
+
+/// Shutdown reasons (`sched.h`, `SHUTDOWN_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ShutdownReason {
+    #[doc(alias = "SHUTDOWN_poweroff")]
+    Poweroff = 0,
+    #[doc(alias = "SHUTDOWN_reboot")]
+    Reboot = 1,
+    #[doc(alias = "SHUTDOWN_crash")]
+    Crash = 3,
+}
+
+/// `struct sched_shutdown` (`sched.h`).
+#[repr(C)]
+pub struct SchedShutdown {
+    pub reason: u32,
+}
+
+/// `struct sched_poll` (`sched.h`): block until one of `ports` is pending or `timeout` (Xen
+/// system time in ns, 0 for none) passes.
+#[repr(C)]
+pub struct SchedPoll {
+    pub ports: *const u32,
+    pub nr_ports: u32,
+    pub timeout: u64,
+}
+const _: () = assert!(size_of::<SchedPoll>() == 24);
+
+/// `EVTCHNOP_send` (`event_channel.h`).
+pub const EVTCHNOP_SEND: usize = 4;
+
+/// `struct evtchn_send` (`event_channel.h`).
+#[repr(C)]
+pub struct EvtchnSend {
+    pub port: u32,
+}
+
+/// `SEGBASE_FS` (`arch-x86/xen-x86_64.h`).
+pub const SEGBASE_FS: usize = 0;
+
+/// `MMU_NORMAL_PT_UPDATE` (`xen.h`): `ptr` is the machine address of a page-table entry.
+pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
+
+/// `struct mmu_update` (`xen.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct MmuUpdate {
+    pub ptr: u64,
+    pub val: u64,
+}
+const _: () = assert!(size_of::<MmuUpdate>() == 16);
+
+/// `DOMID_SELF` (`xen.h`).
+pub const DOMID_SELF: usize = 0x7ff0;
+
+/// `UVMF_INVLPG` (`xen.h`): flush the one page's TLB entry on this vCPU.
+pub const UVMF_INVLPG: usize = 2;
+
+/// `struct trap_info` (`arch-x86/xen.h`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TrapInfo {
+    pub vector: u8,
+    /// Bits 0-1: the privilege level that may raise it with `int`; bit 2: mask events on entry.
+    pub flags: u8,
+    pub cs: u16,
+    pub address: u64,
+}
+const _: () = assert!(size_of::<TrapInfo>() == 16);
+
+/// `FLAT_KERNEL_CS` for 64-bit PV guests (`arch-x86/xen-x86_64.h`, `FLAT_RING3_CS64`).
+pub const FLAT_KERNEL_CS: u16 = 0xe033;
+
+/// `MACH2PHYS_VIRT_START` (`arch-x86/xen-x86_64.h`): the read-only machine-to-phys table.
+pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
+
+/// `SIF_INITDOMAIN` (`xen.h`): this is the initial control domain (dom0).
+pub const SIF_INITDOMAIN: u32 = 1 << 1;
+
+/// `MAX_GUEST_CMDLINE` (`xen.h`).
+pub const MAX_GUEST_CMDLINE: usize = 1024;
+
+/// `struct start_info` (`xen.h`), as Xen hands it to an x86_64 PV guest in `%rsi`.
+#[repr(C)]
+pub struct StartInfo {
+    pub magic: [u8; 32],
+    pub nr_pages: u64,
+    /// Machine address of the shared info page.
+    pub shared_info: u64,
+    pub flags: u32,
+    pub store_mfn: u64,
+    pub store_evtchn: u32,
+    /// `console.domU.mfn`, or `console.dom0.info_off` and `info_size` for dom0.
+    pub console_mfn: u64,
+    pub console_evtchn: u32,
+    pub pt_base: u64,
+    pub nr_pt_frames: u64,
+    pub mfn_list: u64,
+    pub mod_start: u64,
+    pub mod_len: u64,
+    pub cmd_line: [u8; MAX_GUEST_CMDLINE],
+    pub first_p2m_pfn: u64,
+    pub nr_p2m_frames: u64,
+}
+const _: () = assert!(core::mem::offset_of!(StartInfo, console_mfn) == 72);
+const _: () = assert!(core::mem::offset_of!(StartInfo, pt_base) == 88);
+const _: () = assert!(core::mem::offset_of!(StartInfo, cmd_line) == 128);
+const _: () = assert!(size_of::<StartInfo>() == 1168);
+
+/// `struct vcpu_time_info` (`xen.h`): the PV clock of one vCPU.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct VcpuTimeInfo {
+    /// Odd while Xen updates the record.
+    pub version: u32,
+    pub pad0: u32,
+    pub tsc_timestamp: u64,
+    /// Nanoseconds of Xen system time at `tsc_timestamp`.
+    pub system_time: u64,
+    pub tsc_to_system_mul: u32,
+    pub tsc_shift: i8,
+    pub flags: u8,
+    pub pad1: [u8; 2],
+}
+const _: () = assert!(size_of::<VcpuTimeInfo>() == 32);
+
+/// `struct vcpu_info` (`xen.h` with `arch-x86/xen.h`'s `arch_vcpu_info`).
+#[repr(C)]
+pub struct VcpuInfo {
+    pub evtchn_upcall_pending: u8,
+    pub evtchn_upcall_mask: u8,
+    pub pad: [u8; 6],
+    pub evtchn_pending_sel: u64,
+    /// `arch.cr2`: the faulting address of the last page fault.
+    pub cr2: u64,
+    pub arch_pad: u64,
+    pub time: VcpuTimeInfo,
+}
+const _: () = assert!(size_of::<VcpuInfo>() == 64);
+
+/// `XEN_LEGACY_MAX_VCPUS` for x86 (`arch-x86/xen.h`).
+pub const XEN_LEGACY_MAX_VCPUS: usize = 32;
+
+/// The start of `struct shared_info` (`xen.h`) up to the wallclock.
+#[repr(C)]
+pub struct SharedInfo {
+    pub vcpu_info: [VcpuInfo; XEN_LEGACY_MAX_VCPUS],
+    pub evtchn_pending: [u64; 64],
+    pub evtchn_mask: [u64; 64],
+    /// Odd while Xen updates the wallclock.
+    pub wc_version: u32,
+    pub wc_sec: u32,
+    pub wc_nsec: u32,
+    pub wc_sec_hi: u32,
+}
+const _: () = assert!(core::mem::offset_of!(SharedInfo, wc_version) == 3072);
+
+/// `struct xencons_interface` (`io/console.h`): the PV console's shared ring page.
+#[repr(C)]
+pub struct XenconsInterface {
+    pub input: [u8; 1024],
+    pub output: [u8; 2048],
+    pub in_cons: u32,
+    pub in_prod: u32,
+    pub out_cons: u32,
+    pub out_prod: u32,
+}
+const _: () = assert!(core::mem::offset_of!(XenconsInterface, in_cons) == 3072);
+
+/// ELF note types (`elfnote.h`, `XEN_ELFNOTE_*`).
+pub mod elfnote {
+    pub const ENTRY: u32 = 1;
+    pub const HYPERCALL_PAGE: u32 = 2;
+    pub const VIRT_BASE: u32 = 3;
+    pub const PADDR_OFFSET: u32 = 4;
+    pub const XEN_VERSION: u32 = 5;
+    pub const GUEST_OS: u32 = 6;
+    pub const LOADER: u32 = 8;
+    pub const SUPPORTED_FEATURES: u32 = 17;
+}
+
+/// `XENFEAT_dom0` (`features.h`): the kernel can run as dom0.
+pub const XENFEAT_DOM0: u32 = 11;
+
+/// Linux errno values, which the kernel's ABI uses (`docs/abi.md`).
+pub mod errno {
+    pub const EPERM: isize = 1;
+    pub const EIO: isize = 5;
+    pub const EBADF: isize = 9;
+    pub const ENOMEM: isize = 12;
+    pub const EINVAL: isize = 22;
+}

@@ -1,0 +1,238 @@
+//! The guest console: Xen's own console (`console_io`) as dom0, the PV console ring as a domU.
+//!
+//! Everything the guest prints goes through here: stdout, stderr, kernel log lines, the crash
+//! report and the exit record, framed as `docs/abi.md` says when the runner asked for it.
+
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+
+use super::abi::XenconsInterface;
+use super::hypercall;
+use crate::cmdline::ConsoleMode;
+use crate::framing::{self, Kind};
+use crate::log::Level;
+
+/// Where console bytes go.
+enum Sink {
+    /// Xen's console through `CONSOLEIO_write` (dom0, and every guest before the ring is known).
+    Hypervisor,
+    /// The PV console ring shared with the console backend.
+    Ring { ring: *mut XenconsInterface, port: u32 },
+}
+
+struct Console {
+    sink: Sink,
+}
+
+static LOCK: AtomicBool = AtomicBool::new(false);
+static MODE: AtomicU8 = AtomicU8::new(ConsoleMode::Plain as u8);
+static mut CONSOLE: Console = Console { sink: Sink::Hypervisor };
+
+/// How long a full ring may stay full before output is dropped, in ns of Xen system time.
+const STALL_LIMIT_NS: u64 = 2_000_000_000;
+
+/// Holds the console; a crash report takes it even from a holder that will never let go.
+struct Guard(bool);
+
+impl Guard {
+    fn take() -> Guard {
+        let mut spins = 0u64;
+        while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+        {
+            core::hint::spin_loop();
+            spins += 1;
+            if spins > 100_000_000 {
+                // The holder is gone (a fault while printing): take over rather than hang.
+                return Guard(false);
+            }
+        }
+        Guard(true)
+    }
+
+    fn console(&mut self) -> &mut Console {
+        // SAFETY: holding the guard (or having given up on a dead holder) makes this the only
+        // reference to the console.
+        unsafe { &mut *addr_of_mut!(CONSOLE) }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.0 {
+            LOCK.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Switches output to the PV console ring at `ring`, notified through event channel `port`.
+///
+/// # Safety
+///
+/// `ring` must map the console page Xen gave this domain, for the rest of the guest's life.
+pub unsafe fn use_ring(ring: *mut XenconsInterface, port: u32) {
+    Guard::take().console().sink = Sink::Ring { ring, port };
+}
+
+/// Sets plain or framed output.
+pub fn set_mode(mode: ConsoleMode) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+}
+
+fn framed() -> bool {
+    MODE.load(Ordering::Relaxed) == ConsoleMode::Framed as u8
+}
+
+impl Console {
+    /// Writes all of `bytes`, or gives up after the backend stalled; returns what was written.
+    fn write_raw(&mut self, bytes: &[u8]) -> usize {
+        match self.sink {
+            Sink::Hypervisor => {
+                let ret = hypercall::console_write(bytes);
+                if ret < 0 { 0 } else { bytes.len() }
+            }
+            // SAFETY: `use_ring` was given the mapped console page.
+            Sink::Ring { ring, port } => unsafe { ring_write(ring, port, bytes) },
+        }
+    }
+
+    fn write(&mut self, kind: Kind, bytes: &[u8]) -> usize {
+        if framed() {
+            framing::encode(kind, bytes, |record| {
+                self.write_raw(record);
+            });
+            bytes.len()
+        } else {
+            self.write_raw(bytes)
+        }
+    }
+
+    /// Waits until the backend has read everything, for at most `STALL_LIMIT_NS`.
+    fn flush(&mut self) {
+        if let Sink::Ring { ring, port } = self.sink {
+            let deadline = crate::time::monotonic_ns() + STALL_LIMIT_NS;
+            // SAFETY: `use_ring` was given the mapped console page.
+            while unsafe { ring_pending(ring) } > 0 && crate::time::monotonic_ns() < deadline {
+                hypercall::poll(&[port], crate::time::monotonic_ns() + 10_000_000);
+            }
+        }
+    }
+}
+
+const RING_OUT_SIZE: u32 = 2048;
+
+/// Bytes the backend has not read yet; a corrupt consumer index counts as nothing pending.
+///
+/// # Safety
+///
+/// `ring` must point to the mapped console page.
+unsafe fn ring_pending(ring: *mut XenconsInterface) -> u32 {
+    // SAFETY: the caller guarantees the page; the backend may change `out_cons` at any time,
+    // so it is read once, volatile.
+    let (cons, prod) = unsafe {
+        (addr_of!((*ring).out_cons).read_volatile(), addr_of!((*ring).out_prod).read_volatile())
+    };
+    let pending = prod.wrapping_sub(cons);
+    if pending > RING_OUT_SIZE { 0 } else { pending }
+}
+
+/// Copies `bytes` into the console ring's output half, waiting for room as needed.
+///
+/// # Safety
+///
+/// `ring` must point to the mapped console page.
+unsafe fn ring_write(ring: *mut XenconsInterface, port: u32, bytes: &[u8]) -> usize {
+    let mut written = 0;
+    let mut stalled_since: Option<u64> = None;
+    while written < bytes.len() {
+        // SAFETY: as above; `out_prod` is ours, `out_cons` the backend's, read once.
+        let (cons, mut prod) = unsafe {
+            (addr_of!((*ring).out_cons).read_volatile(), addr_of!((*ring).out_prod).read_volatile())
+        };
+        let used = prod.wrapping_sub(cons);
+        if used > RING_OUT_SIZE {
+            // The backend wrote a consumer index past what we produced: nothing is safe to
+            // assume about the ring any more, so output stops here.
+            return written;
+        }
+        let room = (RING_OUT_SIZE - used) as usize;
+        if room == 0 {
+            let now = crate::time::monotonic_ns();
+            let since = *stalled_since.get_or_insert(now);
+            if now - since > STALL_LIMIT_NS {
+                return written;
+            }
+            hypercall::poll(&[port], now + 10_000_000);
+            continue;
+        }
+        stalled_since = None;
+        let take = room.min(bytes.len() - written);
+        for &byte in &bytes[written..written + take] {
+            let at = (prod % RING_OUT_SIZE) as usize;
+            // SAFETY: `at` is within `output`, which only we write.
+            unsafe { addr_of_mut!((*ring).output[at]).write_volatile(byte) };
+            prod = prod.wrapping_add(1);
+        }
+        // io/console.h: the data must be visible to the backend before the producer index.
+        fence(Ordering::Release);
+        // SAFETY: `out_prod` is ours to write.
+        unsafe { addr_of_mut!((*ring).out_prod).write_volatile(prod) };
+        fence(Ordering::SeqCst);
+        hypercall::evtchn_send(port);
+        written += take;
+    }
+    written
+}
+
+/// Writes program output (`stream` 1 stdout, 2 stderr); returns bytes taken or `-errno`.
+pub fn write_stream(stream: u32, bytes: &[u8]) -> isize {
+    let kind = match stream {
+        1 => Kind::Stdout,
+        2 => Kind::Stderr,
+        _ => return -super::abi::errno::EBADF,
+    };
+    let written = Guard::take().console().write(kind, bytes);
+    if written == 0 && !bytes.is_empty() { -super::abi::errno::EIO } else { written as isize }
+}
+
+/// Writes one kernel log line.
+pub fn log_line(level: Level, text: &[u8]) {
+    let mut guard = Guard::take();
+    let console = guard.console();
+    if framed() {
+        let mut line = [0u8; 258];
+        line[0] = level.letter();
+        line[1] = b' ';
+        let len = text.len().min(256);
+        line[2..2 + len].copy_from_slice(&text[..len]);
+        console.write(Kind::Log, &line[..2 + len]);
+    } else {
+        console.write_raw(b"[xen] ");
+        console.write_raw(level.name().as_bytes());
+        console.write_raw(b": ");
+        console.write_raw(text);
+        console.write_raw(b"\n");
+    }
+}
+
+/// Writes one line of a crash report (as a `C` record when framed).
+pub fn crash_line(text: &[u8]) {
+    let mut guard = Guard::take();
+    let console = guard.console();
+    if framed() {
+        console.write(Kind::Crash, text);
+    } else {
+        console.write_raw(b"[xen] crash: ");
+        console.write_raw(text);
+        console.write_raw(b"\n");
+    }
+}
+
+/// Writes the exit record (`X` and `what`) and waits until the backend has read everything.
+pub fn finish(what: &[u8]) {
+    let mut guard = Guard::take();
+    let console = guard.console();
+    if framed() {
+        console.write(Kind::Exit, what);
+    }
+    console.flush();
+}

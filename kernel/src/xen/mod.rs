@@ -1,0 +1,7 @@
+//! Xen: its ABI, hypercalls and the devices the kernel drives.
+
+pub mod abi;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod hypercall;

@@ -1,0 +1,31 @@
+//! The kernel's functions, as declared in the project's `docs/abi.md`.
+//!
+//! The kernel object linked into every image defines these symbols and no other global ones.
+//! Pointers passed in must be valid for the stated lengths; the kernel never keeps them.
+
+use crate::ffi::c_int;
+
+/// The ABI version this std was written against; the kernel's must be equal.
+pub const XK_ABI_VERSION: u32 = 1;
+
+/// The console stream that carries stdout.
+pub const STREAM_STDOUT: u32 = 1;
+/// The console stream that carries stderr.
+pub const STREAM_STDERR: u32 = 2;
+
+unsafe extern "C" {
+    pub safe fn xk_abi_version() -> u32;
+    pub fn xk_console_write(stream: u32, buf: *const u8, len: usize) -> isize;
+    pub fn xk_console_read(buf: *mut u8, len: usize) -> isize;
+    pub fn xk_arg(index: usize, len: *mut usize) -> *const u8;
+    pub fn xk_env(index: usize, len: *mut usize) -> *const u8;
+    pub fn xk_pages_alloc(bytes: usize) -> *mut u8;
+    pub fn xk_pages_free(ptr: *mut u8, bytes: usize);
+    pub fn xk_exit(status: c_int) -> !;
+    pub fn xk_abort() -> !;
+    pub safe fn xk_monotonic_ns() -> u64;
+    pub fn xk_wallclock(secs: *mut i64, nanos: *mut u32);
+    pub safe fn xk_sleep_until(deadline_ns: u64);
+    pub fn xk_random_fill(buf: *mut u8, len: usize);
+    pub safe fn xk_cpu_count() -> usize;
+}
