@@ -1,0 +1,18 @@
+//! Features the platform lacks yet return errors (or panic with std's message); none hangs.
+
+use std::io::ErrorKind;
+
+fn main() {
+    let file = std::fs::File::open("/etc/hostname").map(|_| ()).unwrap_err();
+    println!("fs: {:?}", file.kind());
+    let net = std::net::TcpListener::bind("127.0.0.1:80").map(|_| ()).unwrap_err();
+    println!("net: {:?}", net.kind());
+    let process = std::process::Command::new("ls").status().map(|_| ()).unwrap_err();
+    println!("process: {:?}", process.kind());
+    let thread = std::thread::Builder::new().spawn(|| ()).map(|_| ()).unwrap_err();
+    println!("thread: {:?} ({thread})", thread.kind());
+    assert_eq!(thread.kind(), ErrorKind::Unsupported);
+    println!("parallelism: {:?}", std::thread::available_parallelism().map(|n| n.get()));
+    let mut line = String::new();
+    println!("stdin: {:?}", std::io::stdin().read_line(&mut line).map(|n| (n, line.clone())));
+}
