@@ -99,7 +99,9 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
         layout.first_free,
         layout.pool_frames
     );
+    let t0 = crate::time::monotonic_ns();
     crate::random::init(&cmdline().seed[..cmdline().seed_len]);
+    debug!("random seeded in {} us; memory ready {} us after hand-over", (crate::time::monotonic_ns() - t0) / 1000, (t0 - BOOT_NS.load(Ordering::Relaxed)) / 1000);
 
     let stack_bytes = if layout.nr_frames >= 8192 { 1 << 20 } else { 128 << 10 };
     let Some(stack_top) = mm::alloc_stack(stack_bytes) else { fail("no memory for the main stack") };

@@ -56,11 +56,20 @@ impl<'a> FrameAllocator<'a> {
     /// Marks `first..first + count` free, whatever it was (for handing over memory at boot).
     pub fn release(&mut self, first: usize, count: usize) {
         let end = (first + count).min(self.nr_frames);
-        for frame in first..end {
+        let mut frame = first;
+        while frame < end {
+            if frame % 64 == 0 && end - frame >= 64 {
+                // A whole word at once: boot hands over all of memory this way.
+                self.free += self.bits[frame / 64].count_ones() as usize;
+                self.bits[frame / 64] = 0;
+                frame += 64;
+                continue;
+            }
             if self.used(frame) {
                 self.set(frame, false);
                 self.free += 1;
             }
+            frame += 1;
         }
         self.hint = self.hint.min(first);
     }

@@ -92,6 +92,12 @@ pub fn poll(ports: &[u32], timeout: u64) -> isize {
     unsafe { call(nr::SCHED_OP, abi::SCHEDOP_POLL, &arg as *const _ as usize, 0, 0, 0) }
 }
 
+/// Xen's version (`XENVER_version`): major in the high 16 bits, minor in the low 16.
+pub fn xen_version() -> isize {
+    // SAFETY: `XENVER_version` (0) takes no argument.
+    unsafe { call(nr::XEN_VERSION, 0, 0, 0, 0, 0) }
+}
+
 /// Gives the rest of this time slice to other vCPUs and domains.
 #[doc(alias = "SCHEDOP_yield")]
 pub fn yield_now() {

@@ -1,0 +1,142 @@
+//! In-guest tests on the real Xen hypervisor, inside QEMU: each boots a std program through the
+//! runner, as dom0 (about 1 s a boot) or as a domU under a Linux dom0 (about 8 s), and checks
+//! what it printed and how it ended; where the program also runs on Linux, the two must agree.
+
+use xen_harness::{Mode, run, run_image, run_linux, without_thread_ids, repo, toolchain};
+
+fn assert_same_as_linux(name: &str, mode: Mode, env: &[(&str, &str)], args: &[&str]) {
+    let options: Vec<String> = env.iter().map(|(k, v)| format!("--env={k}={v}")).collect();
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let xen = run(name, mode, &options, args);
+    let linux = run_linux(name, env, args);
+    assert_eq!(xen.stdout, linux.stdout, "stdout differs from Linux; stderr: {}", xen.stderr);
+    assert_eq!(without_thread_ids(&xen.stderr), without_thread_ids(&linux.stderr));
+    assert_eq!(xen.status, linux.status, "status differs; stderr: {}", xen.stderr);
+}
+
+#[test]
+fn hello_prints_what_it_prints_on_linux_as_dom0() {
+    let hello = repo().join("examples/hello");
+    let status = std::process::Command::new(toolchain().join("bin/cargo"))
+        .current_dir(&hello)
+        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-xen"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let xen = run_image(
+        &hello.join("target/x86_64-unknown-xen/release/hello"),
+        Mode::Dom0,
+        &["--env=HELLO_NAME=Xen"],
+        &["5", "two words"],
+    );
+    assert_eq!(xen.status, 5, "stderr: {}", xen.stderr);
+    assert!(xen.stdout.starts_with("Hello, Xen!\nargs: [\"5\", \"two words\"]\n"), "{}", xen.stdout);
+    assert!(xen.stdout.contains("sqrt(2)*pi = 4.442883, e^1.5 = 4.4817, ln(10) = 2.3026\n"));
+    assert_eq!(xen.stderr, "this line goes to stderr\n");
+}
+
+#[test]
+fn args_and_env_reach_the_program_as_dom0() {
+    assert_same_as_linux(
+        "args_env",
+        Mode::Dom0,
+        &[("HOME", "/root"), ("REMOVED", "x"), ("ODD", "a b,c%d=é")],
+        &["plain", "with space", "--dash", "comma,and%percent", "ünïcode", ""],
+    );
+}
+
+#[test]
+fn args_and_env_reach_the_program_as_domu() {
+    assert_same_as_linux("args_env", Mode::DomU, &[("HOME", "/home/x")], &["one", "two three"]);
+}
+
+#[test]
+fn exit_statuses_come_back_as_dom0() {
+    for code in ["0", "3", "127", "255"] {
+        let xen = run("exit_status", Mode::Dom0, &[], &[code]);
+        assert_eq!(xen.status.to_string(), code, "stderr: {}", xen.stderr);
+        assert_eq!(xen.stdout, format!("exiting with {code}\n"));
+    }
+}
+
+#[test]
+fn exit_status_comes_back_as_domu() {
+    let xen = run("exit_status", Mode::DomU, &[], &["42"]);
+    assert_eq!(xen.status, 42, "stderr: {}", xen.stderr);
+    assert_eq!(xen.stdout, "exiting with 42\n");
+}
+
+#[test]
+fn panics_unwind_and_main_panic_exits_101() {
+    assert_same_as_linux("panics", Mode::Dom0, &[], &[]);
+    let xen = run("panics", Mode::Dom0, &[], &[]);
+    assert_eq!(xen.status, 101);
+    assert!(xen.stderr.contains("main gives up: 42"), "{}", xen.stderr);
+    assert_eq!(xen.stdout, "caught: true\npayload: Some(17)\n");
+    assert_same_as_linux("panics", Mode::Dom0, &[], &["no-main-panic"]);
+}
+
+#[test]
+fn a_read_of_an_unmapped_address_is_a_symbolized_crash() {
+    let xen = run("crash", Mode::Dom0, &[], &[]);
+    assert_eq!(xen.status, 139, "stderr: {}", xen.stderr);
+    assert_eq!(xen.stdout, "about to read address 0x18\n");
+    assert!(xen.stderr.contains("page fault"), "{}", xen.stderr);
+    assert!(xen.stderr.contains("0x18"), "{}", xen.stderr);
+    assert!(xen.stderr.contains("read_unmapped"), "no symbolized frame: {}", xen.stderr);
+    assert!(xen.stderr.contains("crash.rs"), "no file and line: {}", xen.stderr);
+}
+
+#[test]
+fn a_crash_is_reported_as_domu_too() {
+    let xen = run("crash", Mode::DomU, &[], &[]);
+    assert_eq!(xen.status, 139, "stderr: {}", xen.stderr);
+    assert!(xen.stderr.contains("read_unmapped"), "{}", xen.stderr);
+}
+
+#[test]
+fn allocating_256_mib_in_a_64_mib_guest_succeeds() {
+    let xen = run("alloc", Mode::Dom0, &["--memory=64"], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert!(xen.stdout.starts_with("allocated 256 MiB in "), "{}", xen.stdout);
+}
+
+#[test]
+fn running_out_of_memory_is_reported_and_fails() {
+    let xen = run("oom", Mode::Dom0, &["--memory=32"], &[]);
+    assert_eq!(xen.status, 134, "stderr: {}", xen.stderr);
+    assert!(xen.stderr.contains("memory allocation of 1048576 bytes failed"), "{}", xen.stderr);
+    assert!(xen.stdout.contains("holding 16 MiB\n"), "{}", xen.stdout);
+}
+
+#[test]
+fn unsupported_operations_return_errors() {
+    let xen = run("unsupported", Mode::Dom0, &[], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert_eq!(
+        xen.stdout,
+        "fs: Unsupported\nnet: Unsupported\nprocess: Unsupported\n\
+         thread: Unsupported (threads are not supported on Xen yet: the kernel has no scheduler)\n\
+         parallelism: Ok(1)\nstdin: Ok((0, \"\"))\n"
+    );
+}
+
+#[test]
+fn time_is_monotonic_and_sleep_is_never_early() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let env = format!("--env=HOST_TIME={}", now.as_secs());
+    let xen = run("time", Mode::Dom0, &[&env], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert_eq!(
+        xen.stdout,
+        "wall clock within a minute of the host's: true\nmonotonic and sleeps honoured\n"
+    );
+}
+
+#[test]
+fn a_command_line_too_long_for_xen_is_refused() {
+    let long = "x".repeat(1100);
+    let xen = run("exit_status", Mode::Dom0, &[], &[&long]);
+    assert_eq!(xen.status, 2);
+    assert!(xen.stderr.contains("1023"), "{}", xen.stderr);
+}
