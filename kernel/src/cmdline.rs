@@ -206,8 +206,12 @@ fn hex_digit(byte: u8) -> Option<u8> {
 }
 
 /// Percent-decodes `raw` into `out`; returns the decoded length, or the offset of a bad `%`.
-/// `out` is at least as long as `raw` (decoding never grows).
+/// `out` is at least as long as `raw` (decoding never grows). The token `%` alone is the
+/// empty string.
 fn decode(raw: &[u8], out: &mut [u8]) -> Result<usize, usize> {
+    if raw == b"%" {
+        return Ok(0);
+    }
     let (mut i, mut len) = (0, 0);
     while i < raw.len() {
         let byte = if raw[i] == b'%' {
@@ -278,6 +282,13 @@ mod tests {
         let c = parsed("A=1 --").unwrap();
         assert_eq!(args(&c), ["app"]);
         assert_eq!(env(&c), ["A=1"]);
+    }
+
+    #[test]
+    fn a_lone_percent_is_the_empty_string() {
+        let c = parsed("E= -- p % x").unwrap();
+        assert_eq!(c.env(0).unwrap(), b"E=");
+        assert_eq!(args(&c), ["p", "", "x"]);
     }
 
     #[test]

@@ -1,0 +1,23 @@
+//! The host side of the `x86_64-unknown-xen` target: boots an image on Xen
+//! and gives the user its stdout, stderr and exit status.
+//!
+//! The pure parts (command line, console framing, statuses, crash reports,
+//! cpio, xl config) are modules of their own with unit tests; `run`,
+//! `session`, `harness` and `xl` drive processes. See `docs/runner.md`.
+
+#![deny(unsafe_code)]
+
+pub mod cache;
+pub mod cmdline;
+pub mod console;
+pub mod cpio;
+pub mod crash;
+pub mod framing;
+pub mod harness;
+pub mod qemu;
+pub mod run;
+pub mod session;
+pub mod status;
+pub mod symbolize;
+pub mod xl;
+pub mod xlcfg;

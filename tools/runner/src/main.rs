@@ -1,0 +1,148 @@
+//! `xen-runner`: boots an `x86_64-unknown-xen` image on Xen, as cargo's
+//! runner for that target (`cargo +xen run`). See `docs/runner.md`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use xen_runner::cmdline::{self, LogLevel};
+use xen_runner::run::{self, Mode, RunOptions};
+use xen_runner::status;
+
+/// Boots an x86_64-unknown-xen image on Xen and relays its console.
+///
+/// Every argument after IMAGE goes to the program, even ones starting with
+/// '-'. The exit status is the program's (low 8 bits); 134 after abort, 139
+/// after a crash, 125 when the guest stopped without an exit record or the
+/// runner failed, 124 on timeout, 130 on Ctrl-C, 2 when the command line is
+/// refused.
+#[derive(Debug, Parser)]
+#[command(name = "xen-runner", version, override_usage = "xen-runner [OPTIONS] IMAGE [ARGS]...")]
+struct Cli {
+    /// Where to run: dom0 (QEMU, ~1 s), domu (under the Linux dom0 of ci/dom0
+    /// in QEMU, ~7.5 s) or xl (this real Xen host) [default: xl on a Xen
+    /// host, else dom0]
+    #[arg(long, value_enum, env = "XEN_RUNNER_MODE")]
+    mode: Option<Mode>,
+
+    /// Guest memory in MiB
+    #[arg(long, value_name = "MIB", env = "XEN_RUNNER_MEMORY", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(2..=1 << 20))]
+    memory: u32,
+
+    /// Guest virtual CPUs
+    #[arg(long, value_name = "N", env = "XEN_RUNNER_VCPUS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=128))]
+    vcpus: u32,
+
+    /// Pass an environment variable; NAME alone takes the runner's value
+    /// [env: XEN_RUNNER_ENV, comma-separated]
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<OsString>,
+
+    /// Stop the guest after this many seconds (exit 124) [default: none]
+    #[arg(long, value_name = "SECS", env = "XEN_RUNNER_TIMEOUT")]
+    timeout: Option<f64>,
+
+    /// Show Xen's console and every kernel log line on stderr
+    #[arg(long, short, env = "XEN_RUNNER_VERBOSE")]
+    verbose: bool,
+
+    /// Print the xl config the run would use, and exit
+    #[arg(long)]
+    print_xl_config: bool,
+
+    /// Kernel log level (xen.log=) [default: the kernel's]
+    #[arg(long, value_enum, value_name = "LEVEL", env = "XEN_RUNNER_LOG")]
+    log: Option<LogLevel>,
+
+    /// The Linux dom0 harness for --mode domu [default: the repo's ci/dom0]
+    #[arg(long, value_name = "DIR", env = "XEN_RUNNER_HARNESS_DIR")]
+    harness_dir: Option<PathBuf>,
+
+    /// The Xen hypervisor, gzipped or not [default: /boot/xen-4.17-amd64.gz
+    /// as dom0, the harness's own as a domU]
+    #[arg(long, value_name = "FILE", env = "XEN_RUNNER_XEN")]
+    xen: Option<PathBuf>,
+
+    /// More options for Xen's command line (e.g. "loglvl=all")
+    #[arg(
+        long,
+        value_name = "OPTIONS",
+        env = "XEN_RUNNER_XEN_ARGS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    xen_args: String,
+
+    /// The QEMU binary
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "XEN_RUNNER_QEMU",
+        default_value = "qemu-system-x86_64"
+    )]
+    qemu: PathBuf,
+
+    /// The guest image (an ELF built for x86_64-unknown-xen), then the
+    /// program's arguments
+    #[arg(value_name = "IMAGE [ARGS]", required = true, num_args = 1..,
+          trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+impl Cli {
+    fn into_options(self) -> Result<RunOptions, String> {
+        let env = if self.env.is_empty() {
+            std::env::var_os("XEN_RUNNER_ENV")
+                .map(|l| cmdline::split_env_list(&l))
+                .unwrap_or_default()
+        } else {
+            self.env
+        };
+        let timeout = match self.timeout {
+            None => None,
+            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+            Some(secs) => {
+                return Err(format!("--timeout {secs}: give a positive number of seconds"))
+            }
+        };
+        let mut command = self.command.into_iter();
+        let image = PathBuf::from(command.next().ok_or("no IMAGE given")?);
+        Ok(RunOptions {
+            image,
+            args: command.collect(),
+            mode: self.mode,
+            memory_mib: self.memory,
+            vcpus: self.vcpus,
+            env,
+            timeout,
+            verbose: self.verbose,
+            print_xl_config: self.print_xl_config,
+            log: self.log,
+            harness_dir: self.harness_dir,
+            xen: self.xen,
+            xen_args: self.xen_args,
+            qemu: self.qemu,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match Cli::parse().into_options() {
+        Ok(options) => options,
+        Err(why) => {
+            eprintln!("xen-runner: error: {why}");
+            return ExitCode::from(status::STATUS_USAGE);
+        }
+    };
+    match run::run(&options) {
+        Ok(code) => ExitCode::from(code),
+        Err(why) => {
+            eprintln!("xen-runner: error: {why:#}");
+            ExitCode::from(status::STATUS_NO_EXIT)
+        }
+    }
+}

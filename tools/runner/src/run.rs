@@ -1,0 +1,428 @@
+//! Runs one image: builds its command line, boots it in the chosen mode,
+//! relays its console and turns the ending into the runner's exit status.
+
+use std::ffi::OsString;
+use std::io::{self, Write as _};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::cmdline::{self, GuestCommandLine, LogLevel};
+use crate::console::{Console, Event};
+use crate::crash::{CrashReport, NoSymbols, Symbolize};
+use crate::session::{End, Session};
+use crate::status::{self, GuestExit};
+use crate::symbolize::ImageSymbols;
+use crate::xlcfg::{self, XlConfig};
+use crate::{cache, harness, qemu, xl};
+
+/// How long the Linux dom0 may take to boot before a `--timeout` starts
+/// counting, in `--mode domu`.
+const BOOT_ALLOWANCE: Duration = Duration::from_secs(120);
+
+/// Where the guest runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// As dom0, straight from Xen in QEMU (about 1 s).
+    Dom0,
+    /// As a domU under the Linux dom0 of `ci/dom0`, in QEMU (about 7.5 s).
+    Domu,
+    /// With `xl create` on the real Xen host this runs on.
+    Xl,
+}
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The guest image.
+    pub image: PathBuf,
+    /// The program's arguments after `argv[0]`.
+    pub args: Vec<OsString>,
+    /// Where to run; `None` picks `xl` on a Xen host, else `dom0`.
+    pub mode: Option<Mode>,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Guest vCPUs.
+    pub vcpus: u32,
+    /// `--env` values, `NAME` or `NAME=VALUE`.
+    pub env: Vec<OsString>,
+    /// How long the guest may run.
+    pub timeout: Option<Duration>,
+    /// Show Xen's console and all kernel logs on stderr.
+    pub verbose: bool,
+    /// Print the xl config and stop.
+    pub print_xl_config: bool,
+    /// The kernel log level to ask for.
+    pub log: Option<LogLevel>,
+    /// `ci/dom0`, when given.
+    pub harness_dir: Option<PathBuf>,
+    /// The hypervisor (gzipped or not); `None` takes the default.
+    pub xen: Option<PathBuf>,
+    /// More options for Xen's command line.
+    pub xen_args: String,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+}
+
+/// Runs the image and returns the runner's exit status.
+pub fn run(opts: &RunOptions) -> Result<u8> {
+    let image = opts
+        .image
+        .canonicalize()
+        .with_context(|| format!("cannot open the image {}", opts.image.display()))?;
+    check_image(&image)?;
+    let Some(cmdline) = guest_cmdline(opts, &image)? else {
+        return Ok(status::STATUS_USAGE);
+    };
+    let mode = opts.mode.unwrap_or_else(|| if xl::is_xen_host() { Mode::Xl } else { Mode::Dom0 });
+    let config = xl_config(opts, &image, &cmdline, mode)?;
+    if opts.print_xl_config {
+        print!("{config}");
+        return Ok(0);
+    }
+    if opts.verbose {
+        eprintln!("xen-runner: mode {mode:?}, guest command line: {cmdline}");
+    }
+    let staging = staging_dir()?;
+    let (cmd, xl_domain) = match mode {
+        Mode::Dom0 => (dom0_command(opts, &image, &cmdline, staging.path())?, None),
+        Mode::Domu => (domu_command(opts, &image, &config, staging.path())?, None),
+        Mode::Xl => (xl::create_command(&config, staging.path())?, Some(xl_domain_name(&image))),
+    };
+    let started = Instant::now();
+    let (deadline, restart) = deadlines(opts.timeout, mode, started);
+    let mut session = Session::spawn(cmd, mode == Mode::Xl)?;
+    let mut console = Console::new(io::stdout().lock(), io::stderr().lock(), opts.verbose);
+    let end = session.relay(&mut console, deadline, restart, opts.verbose);
+    // Stop the guest before anything else: its status is known, or it is
+    // hopeless.
+    session.kill();
+    if let Some(name) = &xl_domain {
+        xl::destroy(name);
+    }
+    let end = match end {
+        Ok(end) => end,
+        // Whoever read our stdout has gone, as `| head` does: stop quietly,
+        // as a program killed by SIGPIPE would.
+        Err(e) if is_broken_pipe(&e) => return Ok(128 + 13),
+        Err(e) => return Err(e),
+    };
+    if opts.verbose {
+        eprintln!("xen-runner: {} after {:.2} s", describe(&end), started.elapsed().as_secs_f64());
+    }
+    Ok(report(opts, &image, &end, &console, session.stderr_tail()))
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Returns when to give up on the run, and how long the guest itself may run
+/// once the dom0 harness says it began (`domu` mode: the timeout counts from
+/// the guest's creation, and Linux and the toolstack get `BOOT_ALLOWANCE`
+/// more before that).
+fn deadlines(
+    timeout: Option<Duration>,
+    mode: Mode,
+    started: Instant,
+) -> (Option<Instant>, Option<Duration>) {
+    match (timeout, mode) {
+        (Some(t), Mode::Domu) => (Some(started + t + BOOT_ALLOWANCE), Some(t)),
+        (timeout, _) => (timeout.map(|t| started + t), None),
+    }
+}
+
+/// Builds and checks the guest command line; prints why and returns `None`
+/// when it cannot be passed.
+fn guest_cmdline(opts: &RunOptions, image: &Path) -> Result<Option<String>> {
+    let (env, warnings) = cmdline::resolve_env(&opts.env, |name| std::env::var_os(name));
+    for warning in warnings {
+        eprintln!("xen-runner: warning: {warning}");
+    }
+    let argv0 = opts.image.file_name().unwrap_or(image.as_os_str());
+    let argv = std::iter::once(argv0)
+        .chain(opts.args.iter().map(OsString::as_os_str))
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+    // A printed config is kept and reused, so it must not carry one boot's seed.
+    let seed = if opts.print_xl_config { None } else { host_entropy() };
+    match (GuestCommandLine { log: opts.log, env, argv, seed }).encode() {
+        Ok(line) => Ok(Some(line)),
+        Err(why) => {
+            eprintln!("xen-runner: error: {why}");
+            Ok(None)
+        }
+    }
+}
+
+/// 32 bytes from the host's random generator, for the guest's (`xen.seed=`, docs/abi.md).
+fn host_entropy() -> Option<[u8; 32]> {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).ok()?;
+    Some(seed)
+}
+
+/// Tells apart an image Xen can boot from a wrong file, before booting.
+fn check_image(image: &Path) -> Result<()> {
+    use object::Object as _;
+
+    let data = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF image", image.display()))?;
+    if file.format() != object::BinaryFormat::Elf {
+        bail!("{} is not an ELF image", image.display());
+    }
+    if file.architecture() != object::Architecture::X86_64 {
+        bail!("{} is not an x86_64 image ({:?})", image.display(), file.architecture());
+    }
+    if !has_xen_notes(&data) && file.section_by_name("__xen_guest").is_none() {
+        bail!(
+            "{} has no Xen ELF notes, so Xen cannot boot it (is it built for \
+             x86_64-unknown-xen?)",
+            image.display()
+        );
+    }
+    Ok(())
+}
+
+/// Looks through the note segments and sections of a 64-bit ELF for a note
+/// owned by "Xen" (`xen/include/public/elfnote.h`).
+fn has_xen_notes(data: &[u8]) -> bool {
+    use object::elf::FileHeader64;
+    use object::read::elf::{
+        FileHeader as _, NoteIterator, ProgramHeader as _, SectionHeader as _,
+    };
+    use object::LittleEndian;
+
+    fn any_xen(notes: Option<NoteIterator<'_, FileHeader64<LittleEndian>>>) -> bool {
+        let Some(mut notes) = notes else { return false };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == b"Xen" {
+                return true;
+            }
+        }
+        false
+    }
+
+    let Ok(header) = FileHeader64::<LittleEndian>::parse(data) else {
+        return false;
+    };
+    let Ok(endian) = header.endian() else {
+        return false;
+    };
+    let in_segments = header.program_headers(endian, data).is_ok_and(|segments| {
+        segments.iter().any(|s| any_xen(s.notes(endian, data).ok().flatten()))
+    });
+    in_segments
+        || header.sections(endian, data).is_ok_and(|sections| {
+            sections.iter().any(|s| any_xen(s.notes(endian, data).ok().flatten()))
+        })
+}
+
+/// Renders the xl config this run uses (or would use on a Xen host).
+fn xl_config(opts: &RunOptions, image: &Path, cmdline: &str, mode: Mode) -> Result<String> {
+    let kernel = match mode {
+        Mode::Domu => harness::JOB_IMAGE.to_owned(),
+        Mode::Dom0 | Mode::Xl => image.to_string_lossy().into_owned(),
+    };
+    let config = XlConfig {
+        name: xl_domain_name(image),
+        kernel,
+        memory_mib: opts.memory_mib,
+        vcpus: opts.vcpus,
+        cmdline: cmdline.to_owned(),
+    };
+    Ok(config.render()?)
+}
+
+fn xl_domain_name(image: &Path) -> String {
+    let file = image.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    xlcfg::domain_name(&file, std::process::id())
+}
+
+/// Makes a scratch directory whose path QEMU's `-initrd` can carry.
+fn staging_dir() -> Result<tempfile::TempDir> {
+    let tmp = std::env::temp_dir();
+    let base = if tmp.to_string_lossy().contains([',', ' ']) { PathBuf::from("/tmp") } else { tmp };
+    tempfile::Builder::new()
+        .prefix("xen-runner.")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a scratch directory in {}", base.display()))
+}
+
+/// The hypervisor Debian's xen-hypervisor-4.17-amd64 installs.
+pub const DEFAULT_XEN: &str = "/boot/xen-4.17-amd64.gz";
+
+/// Returns the hypervisor to boot: the one asked for, else `fallback`.
+fn hypervisor(opts: &RunOptions, fallback: &Path) -> Result<PathBuf> {
+    if qemu::passes_to_dom0(&opts.xen_args) {
+        bail!("XEN_RUNNER_XEN_ARGS must not hold \"--\": Xen would pass the rest to dom0");
+    }
+    let path = opts.xen.as_deref().unwrap_or(fallback);
+    if !path.is_file() {
+        bail!(
+            "no hypervisor at {}: install xen-hypervisor-4.17-amd64 or give --xen",
+            path.display()
+        );
+    }
+    cache::hypervisor(path, &cache::dir()?)
+}
+
+/// The QEMU command that boots the image as dom0.
+fn dom0_command(opts: &RunOptions, image: &Path, cmdline: &str, staging: &Path) -> Result<Command> {
+    let xen = hypervisor(opts, Path::new(DEFAULT_XEN))?;
+    // The module's first word is dropped by Xen, and its path must hold no
+    // comma or space for -initrd: a link with a plain name stands in.
+    let link = staging.join("image");
+    std::os::unix::fs::symlink(image, &link).context("linking the image")?;
+    let machine = qemu::dom0_machine(
+        &opts.qemu,
+        &xen,
+        &opts.xen_args,
+        &link,
+        cmdline,
+        opts.memory_mib,
+        opts.vcpus,
+    );
+    let mut cmd = Command::new(&machine.qemu);
+    cmd.args(machine.args()?);
+    Ok(cmd)
+}
+
+/// The QEMU command that boots the Linux dom0 harness with the image as its
+/// job.
+fn domu_command(opts: &RunOptions, image: &Path, config: &str, staging: &Path) -> Result<Command> {
+    let dir = harness::find_dir(opts.harness_dir.as_deref())?;
+    let build = harness::build(&dir, &cache::dir()?, opts.verbose)?;
+    // The harness's own hypervisor matches the toolstack it packs.
+    let xen = hypervisor(opts, &build.xen)?;
+    let data = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let job = harness::job_archive(config, &data)?;
+    let initrd = staging.join("initrd.cpio");
+    harness::write_initrd(&build.initrd, &job, &initrd)?;
+    let dom0 = qemu::Dom0Linux {
+        vmlinux: &build.vmlinux,
+        cmdline: harness::LINUX_CMDLINE,
+        initrd: &initrd,
+    };
+    let machine =
+        qemu::domu_machine(&opts.qemu, &xen, &opts.xen_args, &dom0, opts.memory_mib, opts.vcpus);
+    let mut cmd = Command::new(&machine.qemu);
+    cmd.args(machine.args()?);
+    Ok(cmd)
+}
+
+/// Says in a few words how the relay ended.
+fn describe(end: &End) -> String {
+    match end {
+        End::Event(Event::Exit(exit)) => format!("exit record {exit:?}"),
+        End::Event(Event::XenStopped(line)) => format!("Xen stopped ({line})"),
+        End::Event(Event::JobEnded(how)) => format!("the harness ended the job ({how})"),
+        End::Event(Event::AllDone) => "the harness finished".to_owned(),
+        End::OutputEnded(Some(status)) => format!("the console closed ({status})"),
+        End::OutputEnded(None) => "the console closed".to_owned(),
+        End::TimedOut => "timeout".to_owned(),
+        End::Signal(signal) => format!("signal {signal}"),
+    }
+}
+
+/// Tells the user how the run ended and returns the runner's status.
+fn report<O: io::Write, E: io::Write>(
+    opts: &RunOptions,
+    image: &Path,
+    end: &End,
+    console: &Console<O, E>,
+    child_stderr: &[String],
+) -> u8 {
+    match end {
+        End::Event(Event::Exit(GuestExit::Crash)) => {
+            let (crash, warnings) = CrashReport::from_records(console.crash_records());
+            for warning in warnings {
+                eprintln!("xen-runner: warning: {warning}");
+            }
+            eprint!("{}", crash.render(&*symbols(image)));
+            status::STATUS_CRASH
+        }
+        End::Event(Event::Exit(exit)) => exit.runner_status(),
+        End::TimedOut => {
+            let secs = opts.timeout.unwrap_or_default().as_secs_f64();
+            eprintln!("xen-runner: the guest ran past the timeout of {secs} s; stopped it");
+            status::STATUS_TIMEOUT
+        }
+        End::Signal(signal) => {
+            let name = match *signal {
+                SIGINT => "interrupted",
+                SIGTERM => "terminated",
+                SIGHUP => "hung up",
+                _ => "signalled",
+            };
+            eprintln!("xen-runner: {name}; stopped the guest");
+            if *signal == SIGINT {
+                status::STATUS_INTERRUPTED
+            } else {
+                128u8.wrapping_add(*signal as u8)
+            }
+        }
+        _ => {
+            no_exit_record(image, end, console, child_stderr, opts.verbose);
+            status::STATUS_NO_EXIT
+        }
+    }
+}
+
+/// Explains a run that ended without an exit record.
+fn no_exit_record<O: io::Write, E: io::Write>(
+    image: &Path,
+    end: &End,
+    console: &Console<O, E>,
+    child_stderr: &[String],
+    verbose: bool,
+) {
+    let mut err = io::stderr().lock();
+    let _ =
+        writeln!(err, "xen-runner: the guest stopped without an exit record: {}", describe(end));
+    if let Some(crash) = CrashReport::from_xen_dump(console.tail()) {
+        let _ = write!(err, "{}", crash.render(&*symbols(image)));
+    }
+    if !verbose {
+        let tail: Vec<&[u8]> = console.tail().collect();
+        let shown = crate::console::lines_to_show(&tail, 30);
+        if !shown.is_empty() {
+            let _ = writeln!(err, "xen-runner: the last lines from Xen and dom0:");
+        }
+        for line in shown {
+            let _ = err.write_all(b"  ");
+            let _ = err.write_all(&crate::console::sanitize(line));
+            let _ = err.write_all(b"\n");
+        }
+        if !child_stderr.is_empty() {
+            let _ = writeln!(err, "xen-runner: its stderr said:");
+        }
+        for line in child_stderr {
+            let _ = writeln!(err, "  {line}");
+        }
+    }
+    if console.records() == 0 {
+        let _ = writeln!(
+            err,
+            "xen-runner: no console record came at all: did the image boot, and does it \
+             understand xen.console=framed?"
+        );
+    }
+}
+
+/// Opens the image's symbols, or none when they cannot be read.
+fn symbols(image: &Path) -> Box<dyn Symbolize> {
+    match ImageSymbols::open(image) {
+        Ok(symbols) => Box::new(symbols),
+        Err(why) => {
+            eprintln!("xen-runner: warning: cannot read symbols of {}: {why}", image.display());
+            Box::new(NoSymbols)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Runs `--mode xl` against a stand-in `xl` on the PATH (these machines
+//! have no Xen host): the runner must create the guest from its generated
+//! config, relay the console, and destroy the guest at the end.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_xen-runner");
+
+/// Writes the smallest file that passes for a Xen guest image: an x86_64
+/// ELF header and one PT_NOTE segment with a note owned by "Xen".
+fn write_tiny_image(path: &Path) {
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&0x400000u64.to_le_bytes()); // e_entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 64, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    let note_at = elf.len() as u64 + 56;
+    let mut note = Vec::new();
+    for word in [4u32, 8, 6] {
+        note.extend_from_slice(&word.to_le_bytes());
+    }
+    note.extend_from_slice(b"Xen\0fixture\0");
+    elf.extend_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    elf.extend_from_slice(&4u32.to_le_bytes());
+    for value in [note_at, 0, 0, note.len() as u64, note.len() as u64, 4] {
+        elf.extend_from_slice(&value.to_le_bytes());
+    }
+    elf.extend_from_slice(&note);
+    std::fs::write(path, elf).unwrap();
+}
+
+const FAKE_XL: &str = r#"#!/bin/sh
+echo "xl $*" >>"$XL_LOG"
+case "$1" in
+create)
+	cat "$3" >>"$XL_LOG"
+	printf '\036Ohello from xl\\x0a\n\036X3\n'
+	sleep 30
+	;;
+esac
+"#;
+
+#[test]
+fn creates_relays_and_destroys() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let xl = bin.join("xl");
+    std::fs::write(&xl, FAKE_XL).unwrap();
+    std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let image = dir.path().join("app");
+    write_tiny_image(&image);
+    let log = dir.path().join("log");
+
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let started = std::time::Instant::now();
+    let out = Command::new(RUNNER)
+        .args(["--mode", "xl", "--memory", "32", "--vcpus", "2"])
+        .arg(&image)
+        .args(["a b"])
+        .env("PATH", path)
+        .env("XL_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(started.elapsed().as_secs() < 20, "the runner waited for xl to end");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"hello from xl\n");
+
+    let log = std::fs::read_to_string(log).unwrap();
+    let mut lines = log.lines();
+    assert!(lines.next().unwrap().starts_with("xl create -c /"), "{log}");
+    assert!(log.contains("\nkernel = \""), "{log}");
+    assert!(log.contains("\nmemory = 32\n"), "{log}");
+    assert!(log.contains("\nvcpus = 2\n"), "{log}");
+    assert!(log.contains("\nextra = \"xen.console=framed xen.seed="), "{log}");
+    assert!(log.contains(" -- app a%20b\"\n"), "{log}");
+    assert!(log.contains("\non_crash = \"preserve\"\n"), "{log}");
+    assert!(log.lines().last().unwrap().starts_with("xl destroy xr-app-"), "{log}");
+}
+
+#[test]
+fn print_xl_config_boots_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("app");
+    write_tiny_image(&image);
+    let out = Command::new(RUNNER)
+        .args(["--print-xl-config", "--mode", "domu", "--env", "K=v"])
+        .arg(&image)
+        .args(["--print-xl-config", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert!(config.contains("kernel = \"/jobs/001/image\"\n"), "{config}");
+    assert!(config.contains("extra = \"xen.console=framed K=v -- app --print-xl-config x\"\n"));
+}
+
+#[test]
+fn refuses_a_file_that_is_no_xen_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("text");
+    std::fs::write(&image, "hello").unwrap();
+    let out = Command::new(RUNNER).arg(&image).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an ELF image"));
+
+    let out = Command::new(RUNNER).arg("/bin/sh").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no Xen ELF notes"));
+}
