@@ -29,10 +29,6 @@ pub fn cmdline() -> &'static CmdLine {
 
 unsafe extern "C" {
     fn main(argc: isize, argv: *const *const u8) -> i32;
-    static __tdata_start: u8;
-    static __tdata_end: u8;
-    static __tls_memsz: u8;
-    static __tls_align: u8;
 }
 
 /// Stops the guest before `main`, with a message, as an exit with status 2.
@@ -58,6 +54,8 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
         console::crash_line(b"cannot map the shared info page");
         hypercall::shutdown(ShutdownReason::Crash);
     }
+    // No upcalls until the scheduler has its entry points registered.
+    crate::arch::x86_64::irq::mask();
     BOOT_NS.store(crate::time::monotonic_ns(), Ordering::Relaxed);
     traps::init();
 
@@ -104,9 +102,10 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
     debug!("random seeded in {} us; memory ready {} us after hand-over", (crate::time::monotonic_ns() - t0) / 1000, (t0 - BOOT_NS.load(Ordering::Relaxed)) / 1000);
 
     let stack_bytes = if layout.nr_frames >= 8192 { 1 << 20 } else { 128 << 10 };
-    let Some(stack_top) = mm::alloc_stack(stack_bytes) else { fail("no memory for the main stack") };
-    // SAFETY: `stack_top` is the top of a fresh, mapped stack that nothing else uses.
-    unsafe { switch_stack(stack_top, run_main) }
+    let Some(stack) = mm::alloc_stack(stack_bytes) else { fail("no memory for the main stack") };
+    // SAFETY: `stack.top` is the top of a fresh, mapped stack that nothing else uses; the main
+    // stack is never freed.
+    unsafe { switch_stack(stack.top, run_main) }
 }
 
 /// The pseudo-physical frame of machine frame `mfn`, by Xen's machine-to-phys table.
@@ -138,7 +137,12 @@ unsafe fn switch_stack(top: u64, next: extern "C" fn() -> !) -> ! {
 
 /// Sets up the main thread's TLS block, then runs the program.
 extern "C" fn run_main() -> ! {
-    if let Err(what) = setup_tls() {
+    let Some(tls) = crate::tls::new_block() else { fail("no memory for thread-local storage") };
+    if hypercall::set_fs_base(tls.tp) < 0 {
+        fail("Xen refused the FS base");
+    }
+    // SAFETY: called once, on the main stack, with the main TLS block in place.
+    if let Err(what) = unsafe { crate::sched::init(tls.tp) } {
         fail(what);
     }
     let now = crate::time::monotonic_ns();
@@ -147,30 +151,4 @@ extern "C" fn run_main() -> ! {
     // asks the kernel for its arguments.
     let status = unsafe { main(0, core::ptr::null()) };
     crate::exit(status);
-}
-
-/// Builds the main thread's ELF TLS block (x86_64 "variant II": the block ends at the thread
-/// pointer, whose first word points to itself) and points the FS base at it.
-fn setup_tls() -> Result<(), &'static str> {
-    let (tdata, tdata_end, memsz, align) = (
-        &raw const __tdata_start as usize,
-        &raw const __tdata_end as usize,
-        &raw const __tls_memsz as usize,
-        &raw const __tls_align as usize,
-    );
-    let align = align.max(16);
-    let block = memsz.next_multiple_of(align);
-    let bytes = (align + block + 8).next_multiple_of(4096);
-    let base = mm::alloc_frames(bytes / 4096).ok_or("no memory for thread-local storage")? as usize;
-    let tp = (base + block).next_multiple_of(align);
-    let start = tp - block;
-    // SAFETY: `[start, tp + 8)` lies in the fresh frames; the template is the image's `.tdata`.
-    unsafe {
-        core::ptr::copy_nonoverlapping(tdata as *const u8, start as *mut u8, tdata_end - tdata);
-        (tp as *mut u64).write(tp as u64);
-    }
-    if hypercall::set_fs_base(tp as u64) < 0 {
-        return Err("Xen refused the FS base");
-    }
-    Ok(())
 }

@@ -7,6 +7,9 @@
 // On the host only the pure logic is built, for its unit tests.
 #![cfg_attr(not(target_os = "none"), allow(unused_macros, dead_code))]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
 #[macro_use]
 pub mod log;
 
@@ -25,7 +28,11 @@ pub mod backtrace;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+pub mod sched;
+#[cfg(target_os = "none")]
 pub mod syscalls;
+#[cfg(target_os = "none")]
+pub mod tls;
 
 #[cfg(target_os = "none")]
 pub use self::target::{abort, exit};

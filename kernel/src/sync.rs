@@ -1,5 +1,5 @@
-//! A spin lock for the kernel's few shared structures (one vCPU runs the kernel for now, so
-//! it is never contended; it keeps the structures sound once more vCPUs run).
+//! A spin lock for the kernel's shared structures. Holding one masks event upcalls on this
+//! vCPU, so an upcall (and the scheduler it may run) never meets a lock its own vCPU holds.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -19,18 +19,32 @@ impl<T> SpinLock<T> {
         SpinLock { locked: AtomicBool::new(false), data: UnsafeCell::new(data) }
     }
 
-    /// Waits for the lock and returns a guard that releases it when dropped.
+    /// Masks upcalls, waits for the lock, and returns a guard that undoes both when dropped.
     pub fn lock(&self) -> SpinGuard<'_, T> {
+        let was_masked = events::mask();
         while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             core::hint::spin_loop();
         }
-        SpinGuard { lock: self }
+        SpinGuard { lock: self, was_masked }
     }
 }
 
 /// Access to a [`SpinLock`]'s data.
 pub struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    was_masked: bool,
+}
+
+impl<T> SpinGuard<'_, T> {
+    /// Releases the lock but leaves upcalls masked; returns whether they were masked before
+    /// the lock was taken, for the caller to restore later (the scheduler switches threads in
+    /// between).
+    pub fn unlock_keep_masked(self) -> bool {
+        let was_masked = self.was_masked;
+        self.lock.locked.store(false, Ordering::Release);
+        core::mem::forget(self);
+        was_masked
+    }
 }
 
 impl<T> Deref for SpinGuard<'_, T> {
@@ -51,5 +65,20 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
+        events::restore(self.was_masked);
     }
+}
+
+#[cfg(target_os = "none")]
+mod events {
+    pub use crate::arch::x86_64::irq::{mask, restore};
+}
+
+/// On the host (unit tests) there are no upcalls to mask.
+#[cfg(not(target_os = "none"))]
+mod events {
+    pub fn mask() -> bool {
+        true
+    }
+    pub fn restore(_was_masked: bool) {}
 }

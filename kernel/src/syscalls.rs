@@ -5,7 +5,7 @@ use crate::xen::abi::errno;
 use crate::xen::console;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 1;
+pub const XK_ABI_VERSION: u32 = 2;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {
@@ -110,6 +110,9 @@ pub unsafe extern "C" fn xk_wallclock(secs: *mut i64, nanos: *mut u32) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sleep_until(deadline_ns: u64) {
+    if crate::sched::started() {
+        return crate::sched::sleep_until(deadline_ns);
+    }
     loop {
         let now = crate::time::monotonic_ns();
         if now >= deadline_ns {
@@ -141,4 +144,64 @@ pub unsafe extern "C" fn xk_random_fill(buf: *mut u8, len: usize) {
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_cpu_count() -> usize {
     1
+}
+
+/// Creates a thread running `entry(arg)` with a stack of at least `stack_bytes`; returns its
+/// handle, or 0 when memory ran out.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_thread_spawn(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize) -> u64 {
+    crate::sched::spawn(entry, arg, stack_bytes).map_or(0, |thread| thread as u64)
+}
+
+/// # Safety
+///
+/// `handle` comes from `xk_thread_spawn` and was neither joined nor detached.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_thread_join(handle: u64) {
+    // SAFETY: the caller guarantees the handle.
+    unsafe { crate::sched::join(handle as *mut _) }
+}
+
+/// # Safety
+///
+/// As for `xk_thread_join`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_thread_detach(handle: u64) {
+    // SAFETY: the caller guarantees the handle.
+    unsafe { crate::sched::detach(handle as *mut _) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_thread_yield() {
+    crate::sched::yield_now();
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_thread_id() -> u64 {
+    crate::sched::current_id()
+}
+
+/// Waits while `*addr == expected`, until woken or `deadline_ns` (u64::MAX: none); returns 0
+/// when woken, `-ETIMEDOUT`, or `-EAGAIN` when the value differed.
+///
+/// # Safety
+///
+/// `addr` is valid for atomic reads of a `u32`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_futex_wait(addr: *const u32, expected: u32, deadline_ns: u64) -> isize {
+    if addr.is_null() || !addr.is_aligned() {
+        return -errno::EINVAL;
+    }
+    // SAFETY: the caller guarantees `addr`.
+    match unsafe { crate::sched::futex_wait(addr, expected, deadline_ns) } {
+        crate::sched::FutexWait::Woken => 0,
+        crate::sched::FutexWait::TimedOut => -errno::ETIMEDOUT,
+        crate::sched::FutexWait::Changed => -errno::EAGAIN,
+    }
+}
+
+/// Wakes up to `count` threads waiting on `addr`; returns how many.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_futex_wake(addr: *const u32, count: u32) -> u32 {
+    crate::sched::futex_wake(addr, count)
 }

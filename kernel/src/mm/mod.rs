@@ -2,6 +2,8 @@
 
 pub mod pages;
 #[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
 pub mod paging;
 
 #[cfg(target_os = "none")]
@@ -137,13 +139,37 @@ mod target {
         MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_frames())
     }
 
-    /// Allocates a stack of `bytes` with an unmapped guard page below it; returns its top.
-    pub fn alloc_stack(bytes: usize) -> Option<u64> {
+    /// A stack with an unmapped guard page below it.
+    pub struct Stack {
+        /// The guard page's address: the lowest of the frames.
+        base: u64,
+        frames: usize,
+        /// The top of the stack, 16-byte aligned.
+        pub top: u64,
+    }
+
+    /// Allocates a stack of at least `bytes` with an unmapped guard page below it.
+    pub fn alloc_stack(bytes: usize) -> Option<Stack> {
         let frames = bytes.div_ceil(PAGE_SIZE as usize) + 1;
         let base = alloc_frames(frames)? as u64;
         let mut guard = MEMORY.lock();
-        guard.as_mut()?.map.unmap(va_frame(base)).ok()?;
-        Some(base + (frames as u64) * PAGE_SIZE)
+        if guard.as_mut()?.map.unmap(va_frame(base)).is_err() {
+            drop(guard);
+            free_frames(base as *mut u8, frames);
+            return None;
+        }
+        Some(Stack { base, frames, top: base + (frames as u64) * PAGE_SIZE })
+    }
+
+    /// Gives a stack back, mapping its guard page again first.
+    pub fn free_stack(stack: Stack) {
+        let mut guard = MEMORY.lock();
+        let Some(memory) = guard.as_mut() else { return };
+        if memory.map.remap(va_frame(stack.base)).is_err() {
+            // Keep the frames rather than hand out one that is not mapped.
+            return;
+        }
+        let _ = memory.frames.free(va_frame(stack.base), stack.frames);
     }
 
 }

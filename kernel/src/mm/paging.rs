@@ -235,6 +235,15 @@ impl DirectMap {
     }
 }
 
+impl DirectMap {
+    /// Maps frame `pfn` at its direct-map address again (after `unmap`).
+    pub fn remap(&mut self, pfn: usize) -> Result<(), MapError> {
+        // SAFETY: the frame is this domain's and its direct-map address maps nothing else.
+        let ret = unsafe { hypercall::update_va_mapping(frame_va(pfn), self.p2m[pfn] << 12 | PTE_DATA) };
+        if ret < 0 { Err(MapError::Refused(ret)) } else { Ok(()) }
+    }
+}
+
 /// The direct-map address of a table frame of Xen's boot page tables.
 fn table_va(mfn: u64) -> u64 {
     frame_va(m2p(mfn) as usize)

@@ -5,6 +5,10 @@
 pub mod hypercall {
     pub const SET_TRAP_TABLE: usize = 0;
     pub const MMU_UPDATE: usize = 1;
+    pub const SET_CALLBACKS: usize = 4;
+    pub const SET_TIMER_OP: usize = 15;
+    pub const IRET: usize = 23;
+    pub const VCPU_OP: usize = 24;
     pub const CONSOLE_IO: usize = 18;
     pub const UPDATE_VA_MAPPING: usize = 14;
     pub const XEN_VERSION: usize = 17;
@@ -21,6 +25,8 @@ pub const CONSOLEIO_READ: usize = 1;
 
 /// `SCHEDOP_yield` (`sched.h`).
 pub const SCHEDOP_YIELD: usize = 0;
+/// `SCHEDOP_block` (`sched.h`).
+pub const SCHEDOP_BLOCK: usize = 1;
 /// `SCHEDOP_shutdown` (`sched.h`).
 pub const SCHEDOP_SHUTDOWN: usize = 2;
 /// `SCHEDOP_poll` (`sched.h`).
@@ -62,6 +68,9 @@ pub const EVTCHNOP_SEND: usize = 4;
 pub struct EvtchnSend {
     pub port: u32,
 }
+
+/// `VCPUOP_stop_periodic_timer` (`vcpu.h`).
+pub const VCPUOP_STOP_PERIODIC_TIMER: usize = 7;
 
 /// `SEGBASE_FS` (`arch-x86/xen-x86_64.h`).
 pub const SEGBASE_FS: usize = 0;
@@ -213,6 +222,8 @@ pub const XENFEAT_DOM0: u32 = 11;
 /// Linux errno values, which the kernel's ABI uses (`docs/abi.md`).
 pub mod errno {
     pub const EPERM: isize = 1;
+    pub const EAGAIN: isize = 11;
+    pub const ETIMEDOUT: isize = 110;
     pub const EIO: isize = 5;
     pub const EBADF: isize = 9;
     pub const ENOMEM: isize = 12;

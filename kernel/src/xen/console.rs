@@ -10,6 +10,7 @@ use super::abi::XenconsInterface;
 use super::hypercall;
 use crate::cmdline::ConsoleMode;
 use crate::framing::{self, Kind};
+use crate::arch::x86_64::irq as events;
 use crate::log::Level;
 
 /// Where console bytes go.
@@ -31,11 +32,16 @@ static mut CONSOLE: Console = Console { sink: Sink::Hypervisor };
 /// How long a full ring may stay full before output is dropped, in ns of Xen system time.
 const STALL_LIMIT_NS: u64 = 2_000_000_000;
 
-/// Holds the console; a crash report takes it even from a holder that will never let go.
-struct Guard(bool);
+/// Holds the console (with upcalls masked); a crash report takes it even from a holder that
+/// will never let go.
+struct Guard {
+    owns: bool,
+    was_masked: bool,
+}
 
 impl Guard {
     fn take() -> Guard {
+        let was_masked = events::mask();
         let mut spins = 0u64;
         while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
         {
@@ -43,10 +49,10 @@ impl Guard {
             spins += 1;
             if spins > 100_000_000 {
                 // The holder is gone (a fault while printing): take over rather than hang.
-                return Guard(false);
+                return Guard { owns: false, was_masked };
             }
         }
-        Guard(true)
+        Guard { owns: true, was_masked }
     }
 
     fn console(&mut self) -> &mut Console {
@@ -58,9 +64,10 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if self.0 {
+        if self.owns {
             LOCK.store(false, Ordering::Release);
         }
+        events::restore(self.was_masked);
     }
 }
 

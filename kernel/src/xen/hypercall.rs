@@ -105,6 +105,32 @@ pub fn yield_now() {
     unsafe { call(nr::SCHED_OP, abi::SCHEDOP_YIELD, 0, 0, 0, 0) };
 }
 
+/// Blocks this vCPU until an event is pending, unmasking upcalls first (atomically).
+#[doc(alias = "SCHEDOP_block")]
+pub fn block() {
+    // SAFETY: `SCHEDOP_block` takes no argument.
+    unsafe { call(nr::SCHED_OP, abi::SCHEDOP_BLOCK, 0, 0, 0, 0) };
+}
+
+/// Arms this vCPU's one-shot timer for Xen system time `deadline` (0 cancels it).
+#[doc(alias = "HYPERVISOR_set_timer_op")]
+pub fn set_timer(deadline: u64) -> isize {
+    // SAFETY: the call only programs this vCPU's timer.
+    unsafe { call(nr::SET_TIMER_OP, deadline as usize, 0, 0, 0, 0) }
+}
+
+/// Stops the 100 Hz timer Xen gives every PV vCPU by default.
+pub fn stop_periodic_timer(vcpu: u32) -> isize {
+    // SAFETY: the call takes no argument structure.
+    unsafe { call(nr::VCPU_OP, abi::VCPUOP_STOP_PERIODIC_TIMER, vcpu as usize, 0, 0, 0) }
+}
+
+/// Registers the event upcall and failsafe entry points (x86_64 `set_callbacks`).
+pub fn set_callbacks(event: u64, failsafe: u64) -> isize {
+    // SAFETY: the caller passes entry points that follow Xen's PV upcall frame layout.
+    unsafe { call(nr::SET_CALLBACKS, event as usize, failsafe as usize, 0, 0, 0) }
+}
+
 /// Notifies the other end of event channel `port`.
 #[doc(alias = "EVTCHNOP_send")]
 pub fn evtchn_send(port: u32) -> isize {

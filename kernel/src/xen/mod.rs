@@ -4,4 +4,6 @@ pub mod abi;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod evtchn;
+#[cfg(target_os = "none")]
 pub mod hypercall;

@@ -1,7 +1,9 @@
 //! x86_64 specifics: the entry point, exceptions, the TSC and the shared info page.
 
 pub mod entry;
+pub mod irq;
 pub mod traps;
+pub mod upcall;
 
 use core::arch::asm;
 use core::ptr::addr_of;

@@ -6,7 +6,7 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 1;
+pub const XK_ABI_VERSION: u32 = 2;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
@@ -28,4 +28,14 @@ unsafe extern "C" {
     pub safe fn xk_sleep_until(deadline_ns: u64);
     pub fn xk_random_fill(buf: *mut u8, len: usize);
     pub safe fn xk_cpu_count() -> usize;
+    pub fn xk_thread_spawn(entry: extern "C" fn(*mut u8), arg: *mut u8, stack: usize) -> u64;
+    pub fn xk_thread_join(handle: u64);
+    pub fn xk_thread_detach(handle: u64);
+    pub safe fn xk_thread_yield();
+    pub safe fn xk_thread_id() -> u64;
+    pub fn xk_futex_wait(addr: *const u32, expected: u32, deadline_ns: u64) -> isize;
+    pub fn xk_futex_wake(addr: *const u32, count: u32) -> u32;
 }
+
+/// `-ETIMEDOUT`, as `xk_futex_wait` returns it.
+pub const ETIMEDOUT: isize = 110;
