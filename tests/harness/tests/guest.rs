@@ -116,7 +116,6 @@ fn unsupported_operations_return_errors() {
     assert_eq!(
         xen.stdout,
         "fs: Unsupported\nnet: Unsupported\nprocess: Unsupported\n\
-         thread: Unsupported (threads are not supported on Xen yet: the kernel has no scheduler)\n\
          parallelism: Ok(1)\nstdin: Ok((0, \"\"))\n"
     );
 }
@@ -139,4 +138,63 @@ fn a_command_line_too_long_for_xen_is_refused() {
     let xen = run("exit_status", Mode::Dom0, &[], &[&long]);
     assert_eq!(xen.status, 2);
     assert!(xen.stderr.contains("1023"), "{}", xen.stderr);
+}
+
+#[test]
+fn threads_locks_channels_and_thread_locals_behave_as_on_linux() {
+    assert_same_as_linux("threads", Mode::Dom0, &[], &[]);
+    let xen = run("threads", Mode::Dom0, &[], &[]);
+    assert_eq!(
+        xen.stdout,
+        "named thread: Some(\"worker\")\nmutex total: 640000\nmpsc sum: 31996000\n\
+         condvar round trips: 10000\nrwlock value: 1000\nbarrier leaders: 1\n\
+         thread-local in a new thread: 1\nthread-local in main: 5\ndestructors run: 1\n\
+         a spinning thread does not stop others: true\n\
+         10000 threads joined, at most 64 alive: true\n\
+         panicking thread's join: Err(Some(\"a thread gives up\"))\n"
+    );
+}
+
+#[test]
+fn threads_run_as_domu() {
+    let xen = run("threads", Mode::DomU, &[], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert!(xen.stdout.contains("mutex total: 640000\n"), "{}", xen.stdout);
+}
+
+/// The lines of a `cargo test` run that do not depend on the platform or the clock, sorted.
+fn test_outcomes(output: &str) -> Vec<String> {
+    let mut lines: Vec<String> = output
+        .lines()
+        .filter(|l| l.starts_with("test ") || l.starts_with("running ") || l.starts_with("failures:"))
+        .map(|l| match l.find("; finished in") {
+            Some(cut) => l[..cut].to_string(),
+            None => l.to_string(),
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn cargo_test_gives_the_same_summary_as_on_linux() {
+    let krate = repo().join("tests/sample-crate");
+    let cargo_test = |cargo: std::path::PathBuf, xen: bool| {
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(&krate).args(["test", "--no-fail-fast", "--lib", "--tests"]);
+        if xen {
+            cmd.args(["--target", "x86_64-unknown-xen", "--target-dir"])
+                .arg(repo().join("target/sample-crate-xen"));
+        } else {
+            cmd.env_remove("RUSTC").arg("--target-dir").arg(repo().join("target/sample-crate-linux"));
+        }
+        let out = cmd.args(["--", "--test-threads=2"]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (xen_status, xen) = cargo_test(toolchain().join("bin/cargo"), true);
+    let (linux_status, linux) = cargo_test("/usr/bin/cargo".into(), false);
+    assert_eq!(test_outcomes(&xen), test_outcomes(&linux), "xen:\n{xen}\nlinux:\n{linux}");
+    assert_eq!(xen_status, linux_status);
+    assert!(xen.contains("test result: FAILED. 5 passed; 2 failed; 1 ignored"), "{xen}");
+    assert!(xen.contains("test result: ok. 2 passed; 0 failed"), "{xen}");
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 /// MiB of host memory QEMU gets beyond what the domains get, for Xen itself.
-pub const XEN_OVERHEAD_MIB: u32 = 64;
+pub const XEN_OVERHEAD_MIB: u32 = 128;
 
 /// Memory of the Linux dom0 in `--mode domu`, in MiB.
 pub const DOM0_LINUX_MIB: u32 = 512;
@@ -87,8 +87,8 @@ impl Machine {
 /// It must never hold ` -- `: Xen passes what follows to dom0's command line.
 pub fn xen_cmdline(memory_mib: u32, vcpus: u32, extra: &str) -> String {
     let mut line = format!(
-        "console=com1 com1=115200,8n1 dom0_mem={memory_mib}M,max:{memory_mib}M \
-         dom0_max_vcpus={vcpus}"
+        "console=com1 com1=115200,8n1 serial_tx_buffer=32M \
+         dom0_mem={memory_mib}M,max:{memory_mib}M dom0_max_vcpus={vcpus}"
     );
     if !extra.trim().is_empty() {
         line.push(' ');
@@ -149,7 +149,7 @@ pub fn domu_machine(
     guest_mib: u32,
     vcpus: u32,
 ) -> Machine {
-    let extra = format!("serial_tx_buffer=32M {xen_extra}");
+    let extra = xen_extra.to_string();
     Machine {
         qemu: qemu.to_owned(),
         xen: xen.to_owned(),
@@ -190,13 +190,13 @@ mod tests {
                 "-cpu",
                 "qemu64,+rdrand",
                 "-m",
-                "128",
+                "192",
                 "-smp",
                 "1",
                 "-kernel",
                 "/cache/xen-ab",
                 "-append",
-                "console=com1 com1=115200,8n1 dom0_mem=64M,max:64M dom0_max_vcpus=1",
+                "console=com1 com1=115200,8n1 serial_tx_buffer=32M dom0_mem=64M,max:64M dom0_max_vcpus=1",
                 "-initrd",
                 "/tmp/run/image xen.console=framed -- hello",
             ]
@@ -213,11 +213,11 @@ mod tests {
         let machine = domu_machine(Path::new("qemu"), Path::new("/x"), "loglvl=all", &dom0, 64, 2);
         let args = strings(machine.args().unwrap());
         assert_eq!(args.last().unwrap(), "/c/vmlinux console=hvc0,/t/initrd");
-        assert!(args.contains(&"640".to_owned()));
+        assert!(args.contains(&"704".to_owned()));
         assert_eq!(
             machine.xen_cmdline,
-            "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 \
-             serial_tx_buffer=32M loglvl=all"
+            "console=com1 com1=115200,8n1 serial_tx_buffer=32M dom0_mem=512M,max:512M \
+             dom0_max_vcpus=1 loglvl=all"
         );
     }
 
