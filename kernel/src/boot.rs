@@ -55,8 +55,14 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
         hypercall::shutdown(ShutdownReason::Crash);
     }
     // No upcalls until the scheduler has its entry points registered.
-    crate::arch::x86_64::irq::mask();
+    // SAFETY: the shared info page is mapped; the mask byte is ours to write.
+    unsafe { addr_of_mut!((*(arch::shared_info() as *mut crate::xen::abi::SharedInfo)).vcpu_info[0].evtchn_upcall_mask).write_volatile(1) };
     BOOT_NS.store(crate::time::monotonic_ns(), Ordering::Relaxed);
+    // SAFETY: once, early, with Xen's `start_info`.
+    if let Err(what) = unsafe { arch::smp::init_boot_cpu(si) } {
+        console::crash_line(what.as_bytes());
+        hypercall::shutdown(ShutdownReason::Crash);
+    }
     traps::init();
 
     let line_len = si.cmd_line.iter().position(|&b| b == 0).unwrap_or(si.cmd_line.len());

@@ -19,6 +19,24 @@ impl<T> SpinLock<T> {
         SpinLock { locked: AtomicBool::new(false), data: UnsafeCell::new(data) }
     }
 
+    /// The data, without the lock.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock through a guard it gave up with [`SpinGuard::keep_locked`].
+    pub unsafe fn data_unchecked(&self) -> *mut T {
+        self.data.get()
+    }
+
+    /// Releases a lock held since [`SpinGuard::keep_locked`], leaving upcalls as they are.
+    ///
+    /// # Safety
+    ///
+    /// The lock is held by the caller in that way.
+    pub unsafe fn unlock_raw(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
     /// Masks upcalls, waits for the lock, and returns a guard that undoes both when dropped.
     pub fn lock(&self) -> SpinGuard<'_, T> {
         let was_masked = events::mask();
@@ -36,6 +54,15 @@ pub struct SpinGuard<'a, T> {
 }
 
 impl<T> SpinGuard<'_, T> {
+    /// Gives up the guard but keeps the lock held and upcalls masked, for a hand-over across a
+    /// thread switch ([`SpinLock::unlock_raw`] ends it); returns whether upcalls were masked
+    /// before the lock was taken.
+    pub fn keep_locked(self) -> bool {
+        let was_masked = self.was_masked;
+        core::mem::forget(self);
+        was_masked
+    }
+
     /// Releases the lock but leaves upcalls masked; returns whether they were masked before
     /// the lock was taken, for the caller to restore later (the scheduler switches threads in
     /// between).

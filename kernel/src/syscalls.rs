@@ -137,13 +137,10 @@ pub unsafe extern "C" fn xk_random_fill(buf: *mut u8, len: usize) {
     crate::random::fill(unsafe { core::slice::from_raw_parts_mut(buf, len) });
 }
 
-/// vCPUs the program can use.
-///
-/// FIXME: the kernel runs everything on vCPU 0 until it has a scheduler, so this is 1 even
-/// when the guest has more vCPUs.
+/// vCPUs the program's threads run on.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_cpu_count() -> usize {
-    1
+    crate::arch::x86_64::percpu::online()
 }
 
 /// Creates a thread running `entry(arg)` with a stack of at least `stack_bytes`; returns its

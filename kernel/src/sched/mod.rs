@@ -6,8 +6,11 @@
 //! of it, taken with upcalls masked. When nothing is ready the idle thread blocks the vCPU
 //! (`SCHEDOP_block`), so an idle guest uses no CPU.
 //!
-//! FIXME: everything runs on vCPU 0. Secondary vCPUs need `VCPUOP_initialise`, per-vCPU
-//! current-thread pointers and idle threads, and IPIs; until then `xk_cpu_count` says 1.
+//! Every vCPU runs threads from the one ready queue; each has its own idle thread and timer.
+//! A vCPU that makes a thread ready while another idles wakes it with an IPI (an event
+//! channel bound with `EVTCHNOP_bind_ipi`). The lock is handed over across a switch: the
+//! switching thread keeps it until the next thread runs, so no other vCPU can pick up the
+//! outgoing thread while its registers are still being saved.
 
 mod switch;
 
@@ -17,6 +20,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use self::switch::{FpuState, xen_switch};
 use crate::arch::x86_64::irq;
+use crate::arch::x86_64::percpu::{self, PerCpu};
 use crate::mm;
 use crate::sync::SpinLock;
 use crate::xen::{evtchn, hypercall};
@@ -155,8 +159,6 @@ impl Queue {
 }
 
 struct Scheduler {
-    current: *mut Thread,
-    idle: *mut Thread,
     ready: Queue,
     /// Threads blocked on a futex address.
     futex_waiters: Queue,
@@ -164,22 +166,28 @@ struct Scheduler {
     timers: *mut Thread,
     /// An exited, detached thread whose stack is freed once it is no longer on it.
     reap: *mut Thread,
-    /// The deadline the Xen timer is armed for; 0 when disarmed.
-    armed: u64,
 }
 
 // SAFETY: the raw pointers are only followed under the scheduler's lock.
 unsafe impl Send for Scheduler {}
 
 static SCHED: SpinLock<Scheduler> = SpinLock::new(Scheduler {
-    current: null_mut(),
-    idle: null_mut(),
     ready: Queue::new(),
     futex_waiters: Queue::new(),
     timers: null_mut(),
     reap: null_mut(),
-    armed: 0,
 });
+
+/// This vCPU's block; stable while upcalls are masked (the thread cannot move).
+fn cpu() -> *mut PerCpu {
+    percpu::this()
+}
+
+/// The thread running on this vCPU.
+fn current() -> *mut Thread {
+    // SAFETY: the block is live for the guest's life.
+    unsafe { (*cpu()).current }
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static STARTED: AtomicBool = AtomicBool::new(false);
@@ -227,6 +235,7 @@ impl Scheduler {
             (*thread).state = State::Ready;
             self.ready.push(thread);
         }
+        kick_idle_cpu();
     }
 
     /// Wakes every thread whose deadline has passed.
@@ -255,28 +264,49 @@ impl Scheduler {
             // SAFETY: records in the timer list are live.
             next = unsafe { (*self.timers).deadline };
         }
-        if !self.ready.is_empty() && !self.current.is_null() {
-            // SAFETY: the current thread is live.
-            let end = unsafe { (*self.current).slice_start } + SLICE_NS;
-            next = next.min(end.max(now + 100_000));
+        let cpu = cpu();
+        // SAFETY: the block and its current thread are live.
+        unsafe {
+            if !self.ready.is_empty() && !(*cpu).current.is_null() && (*cpu).current != (*cpu).idle {
+                let end = (*(*cpu).current).slice_start + SLICE_NS;
+                next = next.min(end.max(now + 100_000));
+            }
+            let next = if next == u64::MAX { 0 } else { next };
+            if next != (*cpu).armed {
+                (*cpu).armed = next;
+                hypercall::set_timer(next);
+            }
         }
-        let next = if next == u64::MAX { 0 } else { next };
-        if next != self.armed {
-            self.armed = next;
-            hypercall::set_timer(next);
+    }
+}
+
+/// Wakes one idle vCPU other than this one, if there is one, to run a newly ready thread.
+fn kick_idle_cpu() {
+    let me = cpu();
+    for index in 0..percpu::online() {
+        let other = percpu::block(index);
+        // SAFETY: the blocks are live; `idling` is only changed under the scheduler's lock,
+        // which the caller holds.
+        unsafe {
+            if other != me && (*other).idling {
+                (*other).idling = false;
+                hypercall::evtchn_send((*other).ipi_port);
+                return;
+            }
         }
     }
 }
 
 /// Switches from the current thread to the next ready one (or idle), and returns when the
-/// current thread runs again. The current thread's state must be set already.
-///
-/// The lock is released before the switch: upcalls stay masked, and only this vCPU runs
-/// the scheduler, so nothing can come between.
+/// current thread runs again (maybe on another vCPU). The current thread's state must be set
+/// already. The lock stays held across the switch and is released by the thread switched to
+/// (`finish_switch`).
 fn switch_away(mut sched: crate::sync::SpinGuard<'_, Scheduler>) {
     debug_assert!(irq::masked());
-    let prev = sched.current;
-    let next = sched.ready.pop().unwrap_or(sched.idle);
+    let cpu = cpu();
+    // SAFETY: the block is live; upcalls are masked, so this thread stays on this vCPU.
+    let (prev, idle) = unsafe { ((*cpu).current, (*cpu).idle) };
+    let next = sched.ready.pop().unwrap_or(idle);
     if next == prev {
         // SAFETY: the current thread is live.
         unsafe { (*prev).state = State::Running };
@@ -288,27 +318,31 @@ fn switch_away(mut sched: crate::sync::SpinGuard<'_, Scheduler>) {
     unsafe {
         (*next).state = State::Running;
         (*next).slice_start = now;
-        sched.current = next;
+        (*cpu).current = next;
         sched.arm_timer(now);
         if (*next).tp != (*prev).tp {
             hypercall::set_fs_base((*next).tp);
         }
         let (save_rsp, save_fpu) = (&raw mut (*prev).rsp, &raw mut (*prev).fpu);
         let (next_rsp, next_fpu) = ((*next).rsp, &raw const (*next).fpu);
-        // Upcalls stay masked across the switch; this thread unmasks them again (if it had
-        // them unmasked) once it runs again.
-        let was_masked = sched.unlock_keep_masked();
+        // Upcalls stay masked and the lock stays held across the switch; this thread unmasks
+        // upcalls again (if it had them unmasked) once it runs again.
+        let was_masked = sched.keep_locked();
         xen_switch(save_rsp, next_rsp, save_fpu, next_fpu);
-        after_switch();
+        finish_switch();
         irq::restore(was_masked);
     }
 }
 
-/// Runs on the thread that was switched to: frees a detached thread that exited.
-fn after_switch() {
-    let reap = {
-        let mut sched = SCHED.lock();
-        core::mem::replace(&mut sched.reap, null_mut())
+/// Runs on the thread that was switched to, which now holds the scheduler's lock: releases it
+/// and frees a detached thread that exited.
+fn finish_switch() {
+    // SAFETY: the switching thread handed the lock over to us; nothing else touches `reap`.
+    let reap = unsafe {
+        let sched = SCHED.data_unchecked();
+        let reap = core::mem::replace(&mut (*sched).reap, null_mut());
+        SCHED.unlock_raw();
+        reap
     };
     if !reap.is_null() {
         // SAFETY: the exited thread is off its stack now, and nothing refers to it.
@@ -338,13 +372,17 @@ pub fn preempt_if_due() {
     }
     let mut sched = SCHED.lock();
     let now = crate::time::monotonic_ns();
-    sched.armed = 0;
+    let cpu = cpu();
+    // SAFETY: the block is live; the timer that may have fired was one-shot.
+    let (current, idle) = unsafe {
+        (*cpu).armed = 0;
+        ((*cpu).current, (*cpu).idle)
+    };
     sched.expire_timers(now);
-    let current = sched.current;
     // SAFETY: the current thread is live.
     let over = unsafe { now.saturating_sub((*current).slice_start) >= SLICE_NS };
-    if !sched.ready.is_empty() && (current == sched.idle || over) {
-        if current != sched.idle {
+    if !sched.ready.is_empty() && (current == idle || over) {
+        if current != idle {
             // SAFETY: as above; the running thread is in no list.
             unsafe {
                 (*current).state = State::Ready;
@@ -361,24 +399,44 @@ fn timer_event(_port: u32) {
     // The work happens in `preempt_if_due`, which every upcall runs.
 }
 
+fn ipi_event(_port: u32) {
+    // As for the timer: the upcall itself is the message.
+}
+
 /// The idle thread: blocks the vCPU until an event makes a thread ready.
-extern "C" fn idle(_: *mut u8) {
+extern "C" fn idle(_: *mut u8) -> ! {
     loop {
         let mut sched = SCHED.lock();
+        let cpu = cpu();
         if !sched.ready.is_empty() {
             // SAFETY: the idle thread is live and stays out of the ready queue.
-            unsafe { (*sched.current).state = State::Ready };
+            unsafe {
+                (*cpu).idling = false;
+                (*(*cpu).current).state = State::Ready;
+            }
             switch_away(sched);
             continue;
         }
+        let now = crate::time::monotonic_ns();
+        sched.arm_timer(now);
+        // SAFETY: the block is live; `idling` changes under the lock.
+        unsafe { (*cpu).idling = true };
         // Release the lock but keep upcalls masked: SCHEDOP_block unmasks them atomically
-        // with blocking, so an event that comes in between is not missed.
+        // with blocking, so an event (an IPI) that comes in between is not missed.
         sched.unlock_keep_masked();
         hypercall::block();
+        let _sched = SCHED.lock();
+        // SAFETY: as above.
+        unsafe { (*cpu).idling = false };
     }
 }
 
-/// Turns the boot thread into the main thread and starts scheduling.
+/// Where a secondary vCPU's idle thread starts, on its stack, with upcalls masked.
+pub extern "C" fn secondary_idle() -> ! {
+    idle(null_mut())
+}
+
+/// Turns the boot thread into the main thread, starts the other vCPUs and scheduling.
 ///
 /// # Safety
 ///
@@ -391,21 +449,46 @@ pub unsafe fn init(tp: u64) -> Result<(), &'static str> {
         (*main).tp = tp;
         (*main).slice_start = crate::time::monotonic_ns();
     }
-    let idle = new_thread(idle, null_mut(), 16 << 10, false).ok_or("no memory for the idle thread")?;
-    // SAFETY: as above; the idle thread shares the main TLS block (it never touches TLS).
-    unsafe { (*idle).tp = tp };
-    {
-        let mut sched = SCHED.lock();
-        sched.current = main;
-        sched.idle = idle;
+    let idle = new_thread(idle_entry, null_mut(), 16 << 10, false).ok_or("no memory for the idle thread")?;
+    let cpu = cpu();
+    // SAFETY: the boot vCPU's block; nothing else runs yet.
+    unsafe {
+        (*idle).tp = tp;
+        (*cpu).current = main;
+        (*cpu).idle = idle;
     }
-    hypercall::stop_periodic_timer(0);
-    evtchn::bind_virq(evtchn::VIRQ_TIMER, 0, timer_event).map_err(|_| "cannot bind VIRQ_TIMER")?;
+    prepare_cpu(0)?;
     crate::arch::x86_64::upcall::init();
     STARTED.store(true, Ordering::Release);
+    crate::arch::x86_64::smp::start_secondaries();
     // Upcalls were masked since boot; from here events interrupt threads.
     irq::restore(false);
     Ok(())
+}
+
+extern "C" fn idle_entry(_: *mut u8) {
+    idle(null_mut())
+}
+
+/// Binds vCPU `index`'s timer and IPI ports and stops its periodic timer.
+pub fn prepare_cpu(index: u32) -> Result<(), &'static str> {
+    hypercall::stop_periodic_timer(index);
+    evtchn::bind_virq(evtchn::VIRQ_TIMER, index, timer_event).map_err(|_| "cannot bind VIRQ_TIMER")?;
+    let ipi = evtchn::bind_ipi(index, ipi_event).map_err(|_| "cannot bind an IPI port")?;
+    // SAFETY: the block is live; the vCPU is not running threads yet.
+    unsafe { (*percpu::block(index as usize)).ipi_port = ipi };
+    Ok(())
+}
+
+/// Builds the idle thread of a secondary vCPU, which starts on `stack` directly; returns the
+/// record and the stack's top.
+pub fn new_secondary_idle() -> Option<(*mut Thread, u64)> {
+    let mut thread = Box::new(Thread::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+    let stack = mm::alloc_stack(16 << 10)?;
+    let top = stack.top;
+    thread.stack = Some(stack);
+    thread.state = State::Running;
+    Some((Box::into_raw(thread), top))
 }
 
 /// Builds a thread that starts in `entry(arg)`, with its own stack and TLS block.
@@ -427,12 +510,10 @@ fn new_thread(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize, t
 
 /// Where every new thread starts (from `xen_thread_trampoline`), upcalls masked.
 extern "C" fn thread_start() -> ! {
-    after_switch();
-    let (entry, arg) = {
-        let sched = SCHED.lock();
-        // SAFETY: the current thread is live.
-        unsafe { ((*sched.current).entry, (*sched.current).arg) }
-    };
+    finish_switch();
+    // SAFETY: the current thread is live; `entry` and `arg` were written before it was
+    // made ready.
+    let (entry, arg) = unsafe { ((*current()).entry, (*current()).arg) };
     irq::restore(false);
     if let Some(entry) = entry {
         entry(arg);
@@ -447,6 +528,7 @@ pub fn spawn(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize) ->
     let mut sched = SCHED.lock();
     // SAFETY: the fresh record is in no list.
     unsafe { sched.ready.push(thread) };
+    kick_idle_cpu();
     let now = crate::time::monotonic_ns();
     sched.arm_timer(now);
     Some(thread)
@@ -455,7 +537,7 @@ pub fn spawn(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize) ->
 /// Ends the running thread.
 pub fn exit_current() -> ! {
     let mut sched = SCHED.lock();
-    let me = sched.current;
+    let me = current();
     // SAFETY: the running thread is live.
     unsafe {
         (*me).state = State::Exited;
@@ -477,12 +559,12 @@ pub fn exit_current() -> ! {
 ///
 /// `thread` is a handle from `spawn`, neither joined nor detached before.
 pub unsafe fn join(thread: *mut Thread) {
-    let mut sched = SCHED.lock();
+    let sched = SCHED.lock();
     // SAFETY: the caller guarantees the handle is live.
     unsafe {
         if (*thread).state != State::Exited {
-            (*thread).joiner = sched.current;
-            (*sched.current).state = State::Waiting;
+            (*thread).joiner = current();
+            (*current()).state = State::Waiting;
             switch_away(sched);
         } else {
             drop(sched);
@@ -515,7 +597,7 @@ pub fn yield_now() {
     if sched.ready.is_empty() {
         return;
     }
-    let me = sched.current;
+    let me = current();
     // SAFETY: the running thread is live and in no list.
     unsafe {
         (*me).state = State::Ready;
@@ -532,7 +614,7 @@ pub fn sleep_until(deadline: u64) {
         if now >= deadline {
             return;
         }
-        let me = sched.current;
+        let me = current();
         // SAFETY: the running thread is live and in no list.
         unsafe {
             (*me).deadline = deadline;
@@ -571,7 +653,7 @@ pub unsafe fn futex_wait(addr: *const u32, expected: u32, deadline: u64) -> Fute
     if deadline <= now {
         return FutexWait::TimedOut;
     }
-    let me = sched.current;
+    let me = current();
     // SAFETY: the running thread is live and in no list.
     unsafe {
         (*me).futex = addr as usize;
@@ -611,12 +693,17 @@ pub fn futex_wake(addr: *const u32, count: u32) -> u32 {
 
 /// The running thread's id (1 is `main`).
 pub fn current_id() -> u64 {
-    let sched = SCHED.lock();
-    if sched.current.is_null() {
-        return 1;
-    }
+    let was_masked = irq::mask();
+    let me = current();
     // SAFETY: the running thread is live.
-    unsafe { (*sched.current).id }
+    let id = if me.is_null() { 1 } else { unsafe { (*me).id } };
+    irq::restore(was_masked);
+    id
+}
+
+/// The x87/SSE state a new thread (or vCPU) starts with.
+pub fn initial_fpu_state() -> [u8; 512] {
+    FpuState::initial().0
 }
 
 /// Whether threads are running (after boot's `init`).

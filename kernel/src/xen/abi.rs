@@ -69,8 +69,101 @@ pub struct EvtchnSend {
     pub port: u32,
 }
 
-/// `VCPUOP_stop_periodic_timer` (`vcpu.h`).
-pub const VCPUOP_STOP_PERIODIC_TIMER: usize = 7;
+/// `VCPUOP_*` commands (`vcpu.h`).
+pub mod vcpuop {
+    pub const INITIALISE: usize = 0;
+    pub const UP: usize = 1;
+    pub const IS_UP: usize = 3;
+    pub const STOP_PERIODIC_TIMER: usize = 7;
+    pub const REGISTER_VCPU_INFO: usize = 10;
+}
+
+/// `struct vcpu_register_vcpu_info` (`vcpu.h`).
+#[repr(C)]
+pub struct VcpuRegisterVcpuInfo {
+    pub mfn: u64,
+    pub offset: u32,
+    pub rsvd: u32,
+}
+
+/// `SEGBASE_GS_KERNEL` (`arch-x86/xen-x86_64.h`).
+pub const SEGBASE_GS_KERNEL: usize = 2;
+
+/// `FLAT_KERNEL_SS` / `FLAT_KERNEL_DS` for 64-bit PV guests (`FLAT_RING3_SS64`, `_DS64`).
+pub const FLAT_KERNEL_SS: u16 = 0xe02b;
+
+/// `struct cpu_user_regs` for x86_64 (`arch-x86/xen-x86_64.h`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CpuUserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub error_code: u32,
+    pub entry_vector: u32,
+    pub rip: u64,
+    pub cs: u16,
+    pub pad0: u16,
+    pub saved_upcall_mask: u8,
+    pub pad1: [u8; 3],
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u16,
+    pub pad2: [u16; 3],
+    pub es: u16,
+    pub pad3: [u16; 3],
+    pub ds: u16,
+    pub pad4: [u16; 3],
+    pub fs: u16,
+    pub pad5: [u16; 3],
+    pub gs: u16,
+    pub pad6: [u16; 3],
+}
+const _: () = assert!(size_of::<CpuUserRegs>() == 200);
+
+/// `VGCF_*` flags of `vcpu_guest_context` (`arch-x86/xen.h`).
+pub const VGCF_I387_VALID: u64 = 1 << 0;
+pub const VGCF_IN_KERNEL: u64 = 1 << 2;
+
+/// `struct vcpu_guest_context` for x86_64 PV (`arch-x86/xen.h`).
+#[repr(C)]
+pub struct VcpuGuestContext {
+    pub fpu_ctxt: [u8; 512],
+    pub flags: u64,
+    pub user_regs: CpuUserRegs,
+    pub trap_ctxt: [TrapInfo; 256],
+    pub ldt_base: u64,
+    pub ldt_ents: u64,
+    pub gdt_frames: [u64; 16],
+    pub gdt_ents: u64,
+    pub kernel_ss: u64,
+    pub kernel_sp: u64,
+    pub ctrlreg: [u64; 8],
+    pub debugreg: [u64; 8],
+    pub event_callback_eip: u64,
+    pub failsafe_callback_eip: u64,
+    pub syscall_callback_eip: u64,
+    pub vm_assist: u64,
+    pub fs_base: u64,
+    pub gs_base_kernel: u64,
+    pub gs_base_user: u64,
+}
+const _: () = assert!(size_of::<VcpuGuestContext>() == 5168);
+
+/// `EVTCHNOP_bind_ipi` (`event_channel.h`).
+pub const EVTCHNOP_BIND_IPI: usize = 7;
 
 /// `SEGBASE_FS` (`arch-x86/xen-x86_64.h`).
 pub const SEGBASE_FS: usize = 0;

@@ -44,7 +44,31 @@ pub fn bind_virq(virq: u32, vcpu: u32, handler: Handler) -> Result<u32, isize> {
     if ret < 0 {
         return Err(ret);
     }
-    let port = arg.port;
+    install(arg.port, handler)?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_bind_ipi` (`event_channel.h`): IN `vcpu`; OUT `port`.
+#[repr(C)]
+struct BindIpi {
+    vcpu: u32,
+    port: u32,
+}
+
+/// Binds a port for waking vCPU `vcpu` from the others; returns the port.
+pub fn bind_ipi(vcpu: u32, handler: Handler) -> Result<u32, isize> {
+    let mut arg = BindIpi { vcpu, port: 0 };
+    // SAFETY: `arg` is a valid `evtchn_bind_ipi` for the call.
+    let ret = unsafe { call(nr::EVENT_CHANNEL_OP, abi::EVTCHNOP_BIND_IPI, &mut arg as *mut _ as usize, 0, 0, 0) };
+    if ret < 0 {
+        return Err(ret);
+    }
+    install(arg.port, handler)?;
+    Ok(arg.port)
+}
+
+/// Stores `port`'s handler and unmasks the port.
+fn install(port: u32, handler: Handler) -> Result<(), isize> {
     if port as usize >= NR_PORTS {
         return Err(-abi::errno::EINVAL);
     }
@@ -52,7 +76,7 @@ pub fn bind_virq(virq: u32, vcpu: u32, handler: Handler) -> Result<u32, isize> {
     // SAFETY: `EVTCHNOP_unmask` takes a valid `evtchn_unmask`; an event that came before the
     // handler was stored is still pending and is delivered on unmask.
     unsafe { call(nr::EVENT_CHANNEL_OP, EVTCHNOP_UNMASK, &Unmask { port } as *const _ as usize, 0, 0, 0) };
-    Ok(port)
+    Ok(())
 }
 
 /// Runs the handlers of every pending, unmasked port; called by the upcall with upcalls

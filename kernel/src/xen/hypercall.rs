@@ -122,7 +122,23 @@ pub fn set_timer(deadline: u64) -> isize {
 /// Stops the 100 Hz timer Xen gives every PV vCPU by default.
 pub fn stop_periodic_timer(vcpu: u32) -> isize {
     // SAFETY: the call takes no argument structure.
-    unsafe { call(nr::VCPU_OP, abi::VCPUOP_STOP_PERIODIC_TIMER, vcpu as usize, 0, 0, 0) }
+    unsafe { call(nr::VCPU_OP, abi::vcpuop::STOP_PERIODIC_TIMER, vcpu as usize, 0, 0, 0) }
+}
+
+/// Makes a `VCPUOP_*` call for vCPU `vcpu` with argument `arg`.
+///
+/// # Safety
+///
+/// `arg` must be what `cmd` takes (`vcpu.h`), valid for the call.
+pub unsafe fn vcpu_op(cmd: usize, vcpu: u32, arg: usize) -> isize {
+    // SAFETY: the caller vouches for the argument.
+    unsafe { call(nr::VCPU_OP, cmd, vcpu as usize, arg, 0, 0) }
+}
+
+/// Sets this vCPU's kernel GS base (where the per-vCPU block is).
+pub fn set_gs_base(base: u64) -> isize {
+    // SAFETY: only GS-relative accesses, i.e. the per-vCPU block, depend on it.
+    unsafe { call(nr::SET_SEGMENT_BASE, abi::SEGBASE_GS_KERNEL, base as usize, 0, 0, 0) }
 }
 
 /// Registers the event upcall and failsafe entry points (x86_64 `set_callbacks`).

@@ -140,26 +140,39 @@ fn a_command_line_too_long_for_xen_is_refused() {
     assert!(xen.stderr.contains("1023"), "{}", xen.stderr);
 }
 
+const THREADS_STDOUT: &str = "named thread: Some(\"worker\")\nmutex total: 640000\n\
+    mpsc sum: 31996000\ncondvar round trips: 10000\nrwlock value: 1000\nbarrier leaders: 1\n\
+    thread-local in a new thread: 1\nthread-local in main: 5\ndestructors run: 1\n\
+    a spinning thread does not stop others: true\n\
+    10000 threads joined, at most 64 alive: true\n\
+    panicking thread's join: Err(Some(\"a thread gives up\"))\n";
+
 #[test]
 fn threads_locks_channels_and_thread_locals_behave_as_on_linux() {
     assert_same_as_linux("threads", Mode::Dom0, &[], &[]);
     let xen = run("threads", Mode::Dom0, &[], &[]);
-    assert_eq!(
-        xen.stdout,
-        "named thread: Some(\"worker\")\nmutex total: 640000\nmpsc sum: 31996000\n\
-         condvar round trips: 10000\nrwlock value: 1000\nbarrier leaders: 1\n\
-         thread-local in a new thread: 1\nthread-local in main: 5\ndestructors run: 1\n\
-         a spinning thread does not stop others: true\n\
-         10000 threads joined, at most 64 alive: true\n\
-         panicking thread's join: Err(Some(\"a thread gives up\"))\n"
-    );
+    assert_eq!(xen.stdout, THREADS_STDOUT);
 }
 
 #[test]
-fn threads_run_as_domu() {
-    let xen = run("threads", Mode::DomU, &[], &[]);
+fn threads_behave_the_same_on_two_vcpus() {
+    let xen = run("threads", Mode::Dom0, &["--vcpus=2"], &[]);
     assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
-    assert!(xen.stdout.contains("mutex total: 640000\n"), "{}", xen.stdout);
+    assert_eq!(xen.stdout, THREADS_STDOUT);
+}
+
+#[test]
+fn two_busy_threads_run_at_once_on_two_vcpus() {
+    let xen = run("parallel", Mode::Dom0, &["--vcpus=2"], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert_eq!(xen.stdout, "available parallelism: 2\n1000 spin round trips: in parallel\n");
+}
+
+#[test]
+fn threads_run_as_domu_on_two_vcpus() {
+    let xen = run("threads", Mode::DomU, &["--vcpus=2"], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert_eq!(xen.stdout, THREADS_STDOUT);
 }
 
 /// The lines of a `cargo test` run that do not depend on the platform or the clock, sorted.

@@ -71,6 +71,11 @@ impl Machine {
         ]
         .map(OsString::from)
         .into();
+        if self.cpus > 1 {
+            // One host thread per emulated CPU, so that the guest's vCPUs really run at once.
+            args.push("-accel".into());
+            args.push("tcg,thread=multi".into());
+        }
         args.push("-kernel".into());
         args.push(self.xen.clone().into());
         args.push("-append".into());

@@ -2,6 +2,8 @@
 
 pub mod entry;
 pub mod irq;
+pub mod percpu;
+pub mod smp;
 pub mod traps;
 pub mod upcall;
 
@@ -28,21 +30,32 @@ pub fn rdtsc() -> u64 {
     (hi as u64) << 32 | lo as u64
 }
 
-/// Xen system time now, from vCPU 0's PV clock record.
+/// Xen system time now, from this vCPU's PV clock record.
 pub fn pvclock_now() -> u64 {
-    let info = shared_info();
-    loop {
-        // SAFETY: the shared info page is mapped at boot; Xen rewrites the record at any
-        // time, so it is copied out, then checked against its version (odd: being written).
-        let time: VcpuTimeInfo = unsafe { addr_of!((*info).vcpu_info[0].time).read_volatile() };
+    // Upcalls masked: the thread cannot move to another vCPU while it reads this one's record.
+    let was_masked = irq::mask();
+    let info: *const VcpuTimeInfo = if percpu::ready() {
+        // SAFETY: only the address of this vCPU's registered record is formed.
+        unsafe { addr_of!((*irq::vcpu_info()).time) }
+    } else {
+        // SAFETY: as above, for vCPU 0's record in the shared info page, used until boot
+        // registers the per-vCPU copies.
+        unsafe { addr_of!((*shared_info()).vcpu_info[0].time) }
+    };
+    let now = loop {
+        // SAFETY: the record is mapped; Xen rewrites it at any time, so it is copied out, then
+        // checked against its version (odd: being written).
+        let time: VcpuTimeInfo = unsafe { info.read_volatile() };
         let tsc = rdtsc();
         core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
         // SAFETY: as above.
-        let version = unsafe { addr_of!((*info).vcpu_info[0].time.version).read_volatile() };
+        let version = unsafe { addr_of!((*info).version).read_volatile() };
         if time.version % 2 == 0 && version == time.version {
-            return crate::time::system_time_at(&time, tsc);
+            break crate::time::system_time_at(&time, tsc);
         }
-    }
+    };
+    irq::restore(was_masked);
+    now
 }
 
 /// Xen's wallclock (the time of day at system time 0) in seconds and ns.
@@ -67,8 +80,12 @@ pub fn wallclock_base() -> (u64, u32) {
 
 /// The faulting address of the last page fault, which Xen keeps in `vcpu_info.arch.cr2`.
 pub fn cr2() -> u64 {
-    // SAFETY: the shared info page is mapped at boot.
-    unsafe { addr_of!((*shared_info()).vcpu_info[0].cr2).read_volatile() }
+    if !percpu::ready() {
+        // SAFETY: the shared info page is mapped at boot.
+        return unsafe { addr_of!((*shared_info()).vcpu_info[0].cr2).read_volatile() };
+    }
+    // SAFETY: this vCPU's registered record; a fault handler runs with upcalls masked.
+    unsafe { addr_of!((*irq::vcpu_info()).cr2).read_volatile() }
 }
 
 /// A random value from RDRAND, if the CPU has it and it delivers.

@@ -55,7 +55,7 @@ macro_rules! stubs {
         )*
         unsafe extern "C" { $(fn $name();)* }
         /// The trap table handed to Xen, ending with an empty entry.
-        fn table() -> [TrapInfo; 18] {
+        pub fn table() -> [TrapInfo; 18] {
             let mut table = [TrapInfo { vector: 0, flags: 0, cs: 0, address: 0 }; 18];
             let entries = [$(($vector, $name as unsafe extern "C" fn() as u64)),*];
             for (slot, (vector, address)) in table.iter_mut().zip(entries) {

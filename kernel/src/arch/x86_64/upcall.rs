@@ -65,7 +65,13 @@ extern "C" fn failsafe() -> ! {
     hypercall::shutdown(ShutdownReason::Crash);
 }
 
-/// Registers the upcall and failsafe entries with Xen.
+/// The upcall and failsafe entry points.
+pub fn entries() -> (u64, u64) {
+    (xen_upcall_entry as *const () as u64, xen_failsafe_entry as *const () as u64)
+}
+
+/// Registers the upcall and failsafe entries with Xen for this vCPU.
 pub fn init() -> isize {
-    hypercall::set_callbacks(xen_upcall_entry as *const () as u64, xen_failsafe_entry as *const () as u64)
+    let (event, failsafe) = entries();
+    hypercall::set_callbacks(event, failsafe)
 }
