@@ -15,6 +15,8 @@ static mut CMDLINE: CmdLine = CmdLine::new();
 /// Xen system time at the hand-over, and when `main` was called.
 pub static BOOT_NS: AtomicU64 = AtomicU64::new(0);
 static MEMORY_END: AtomicU64 = AtomicU64::new(0);
+/// The guard page below the main thread's stack.
+static MAIN_GUARD: AtomicU64 = AtomicU64::new(0);
 
 /// The end of the direct map, for checks of pointers found in memory.
 pub fn memory_end() -> u64 {
@@ -109,6 +111,7 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
 
     let stack_bytes = if layout.nr_frames >= 8192 { 1 << 20 } else { 128 << 10 };
     let Some(stack) = mm::alloc_stack(stack_bytes) else { fail("no memory for the main stack") };
+    MAIN_GUARD.store(stack.guard(), Ordering::Relaxed);
     // SAFETY: `stack.top` is the top of a fresh, mapped stack that nothing else uses; the main
     // stack is never freed.
     unsafe { switch_stack(stack.top, run_main) }
@@ -148,7 +151,7 @@ extern "C" fn run_main() -> ! {
         fail("Xen refused the FS base");
     }
     // SAFETY: called once, on the main stack, with the main TLS block in place.
-    if let Err(what) = unsafe { crate::sched::init(tls.tp) } {
+    if let Err(what) = unsafe { crate::sched::init(tls.tp, MAIN_GUARD.load(Ordering::Relaxed)) } {
         fail(what);
     }
     let now = crate::time::monotonic_ns();

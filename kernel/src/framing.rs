@@ -13,6 +13,7 @@ pub enum Kind {
     Log,
     Crash,
     Exit,
+    Thread,
 }
 
 impl Kind {
@@ -24,6 +25,7 @@ impl Kind {
             Kind::Log => b'L',
             Kind::Crash => b'C',
             Kind::Exit => b'X',
+            Kind::Thread => b'T',
         }
     }
 }

@@ -202,3 +202,19 @@ pub unsafe extern "C" fn xk_futex_wait(addr: *const u32, expected: u32, deadline
 pub extern "C" fn xk_futex_wake(addr: *const u32, count: u32) -> u32 {
     crate::sched::futex_wake(addr, count)
 }
+
+/// Names the running thread (for stack overflow reports; std keeps names itself).
+///
+/// # Safety
+///
+/// `name` must be valid for reads of `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_thread_set_name(name: *const u8, len: usize) {
+    if name.is_null() {
+        return;
+    }
+    // SAFETY: the caller guarantees the bytes.
+    let name = unsafe { core::slice::from_raw_parts(name, len) };
+    let (id, guard) = crate::sched::current_id_and_guard();
+    console::thread_record(id, guard, name);
+}

@@ -161,6 +161,13 @@ mod target {
         Some(Stack { base, frames, top: base + (frames as u64) * PAGE_SIZE })
     }
 
+    impl Stack {
+        /// The address of the unmapped guard page below the stack.
+        pub fn guard(&self) -> u64 {
+            self.base
+        }
+    }
+
     /// Gives a stack back, mapping its guard page again first.
     pub fn free_stack(stack: Stack) {
         let mut guard = MEMORY.lock();

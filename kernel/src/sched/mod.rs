@@ -60,6 +60,8 @@ pub struct Thread {
     entry: Option<extern "C" fn(*mut u8)>,
     arg: *mut u8,
     slice_start: u64,
+    /// The unmapped page below the stack, for stack overflow reports.
+    guard: u64,
 }
 
 impl Thread {
@@ -83,6 +85,7 @@ impl Thread {
             entry: None,
             arg: null_mut(),
             slice_start: 0,
+            guard: 0,
         }
     }
 }
@@ -441,15 +444,17 @@ pub extern "C" fn secondary_idle() -> ! {
 /// # Safety
 ///
 /// Called once, on the main thread's stack, with its TLS block (`tp`) set up.
-pub unsafe fn init(tp: u64) -> Result<(), &'static str> {
+pub unsafe fn init(tp: u64, main_guard: u64) -> Result<(), &'static str> {
     let main = Box::into_raw(Box::new(Thread::new(NEXT_ID.fetch_add(1, Ordering::Relaxed))));
     // SAFETY: fresh records.
     unsafe {
         (*main).state = State::Running;
         (*main).tp = tp;
+        (*main).guard = main_guard;
         (*main).slice_start = crate::time::monotonic_ns();
     }
     let idle = new_thread(idle_entry, null_mut(), 16 << 10, false).ok_or("no memory for the idle thread")?;
+    crate::xen::console::thread_record(1, main_guard, b"main");
     let cpu = cpu();
     // SAFETY: the boot vCPU's block; nothing else runs yet.
     unsafe {
@@ -497,6 +502,7 @@ fn new_thread(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize, t
     let stack = mm::alloc_stack(stack_bytes)?;
     // SAFETY: the stack is fresh, mapped and has room for the initial frame.
     thread.rsp = unsafe { switch::initial_stack(stack.top) };
+    thread.guard = stack.guard();
     thread.stack = Some(stack);
     if tls {
         let block = crate::tls::new_block()?;
@@ -689,6 +695,16 @@ pub fn futex_wake(addr: *const u32, count: u32) -> u32 {
         sched.arm_timer(now);
     }
     woken
+}
+
+/// The running thread's id and the guard page below its stack.
+pub fn current_id_and_guard() -> (u64, u64) {
+    let was_masked = irq::mask();
+    let me = current();
+    // SAFETY: the running thread is live.
+    let found = unsafe { ((*me).id, (*me).guard) };
+    irq::restore(was_masked);
+    found
 }
 
 /// The running thread's id (1 is `main`).

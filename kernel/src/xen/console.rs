@@ -234,6 +234,23 @@ pub fn crash_line(text: &[u8]) {
     }
 }
 
+/// Writes a thread record (`T`: its id, its stack's guard page and its name), by which the
+/// runner names a thread whose stack overflowed. Nothing when not framed.
+pub fn thread_record(id: u64, guard: u64, name: &[u8]) {
+    if !framed() {
+        return;
+    }
+    use core::fmt::Write;
+    let mut line = crate::log::LineBuf::new();
+    let _ = write!(line, "id={id} guard={guard:#x} name=");
+    let mut record = [0u8; 256];
+    let head = line.as_bytes();
+    let take = name.len().min(record.len() - head.len());
+    record[..head.len()].copy_from_slice(head);
+    record[head.len()..head.len() + take].copy_from_slice(&name[..take]);
+    Guard::take().console().write(Kind::Thread, &record[..head.len() + take]);
+}
+
 /// Writes the exit record (`X` and `what`) and waits until the backend has read everything.
 pub fn finish(what: &[u8]) {
     let mut guard = Guard::take();

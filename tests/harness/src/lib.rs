@@ -74,8 +74,10 @@ pub struct Run {
 
 impl From<Output> for Run {
     fn from(out: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
         Run {
-            status: out.status.code().unwrap_or(-1),
+            // A process killed by a signal counts as 128 + the signal, as a shell says.
+            status: out.status.code().or(out.status.signal().map(|s| 128 + s)).unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -125,9 +127,10 @@ pub fn run_linux(name: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
 pub fn without_thread_ids(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        match (line.find("' ("), line.find(") panicked")) {
+        let close = line.find(") panicked").or(line.find(") has overflowed"));
+        match (line.find("' ("), close) {
             (Some(open), Some(close)) if open < close => {
-                out.push_str(&line[..open + 2]);
+                out.push_str(&line[..open + 1]);
                 out.push_str(&line[close + 1..]);
             }
             _ => out.push_str(line),

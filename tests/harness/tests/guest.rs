@@ -211,3 +211,26 @@ fn cargo_test_gives_the_same_summary_as_on_linux() {
     assert!(xen.contains("test result: FAILED. 5 passed; 2 failed; 1 ignored"), "{xen}");
     assert!(xen.contains("test result: ok. 2 passed; 0 failed"), "{xen}");
 }
+
+#[test]
+fn a_stack_overflow_is_reported_as_on_linux() {
+    for (args, name) in [(&[][..], "main"), (&["thread"][..], "deep")] {
+        let xen = run("stack_overflow", Mode::Dom0, &[], args);
+        let linux = run_linux("stack_overflow", &[], args);
+        assert_eq!(xen.status, 134, "stderr: {}", xen.stderr);
+        assert_eq!(xen.status, linux.status);
+        let message = format!(
+            "thread '{name}' has overflowed its stack\nfatal runtime error: stack overflow, aborting\n"
+        );
+        assert!(without_thread_ids(&xen.stderr).contains(&message), "{}", xen.stderr);
+        assert!(without_thread_ids(&linux.stderr).contains(&message), "{}", linux.stderr);
+    }
+}
+
+#[test]
+fn a_stack_overflow_is_reported_as_domu_too() {
+    let xen = run("stack_overflow", Mode::DomU, &[], &["thread"]);
+    assert_eq!(xen.status, 134, "stderr: {}", xen.stderr);
+    let stderr = without_thread_ids(&xen.stderr);
+    assert!(stderr.contains("thread 'deep' has overflowed its stack"), "{}", xen.stderr);
+}

@@ -55,6 +55,8 @@ pub struct Console<O: Write, E: Write> {
     verbose: bool,
     pending: Vec<u8>,
     crash: Vec<Vec<u8>>,
+    /// The payloads of `T` records: the program's named threads.
+    threads: Vec<Vec<u8>>,
     tail: VecDeque<Vec<u8>>,
     warnings: usize,
     records: u64,
@@ -71,6 +73,7 @@ impl<O: Write, E: Write> Console<O, E> {
             verbose,
             pending: Vec::new(),
             crash: Vec::new(),
+            threads: Vec::new(),
             tail: VecDeque::new(),
             warnings: 0,
             records: 0,
@@ -118,6 +121,11 @@ impl<O: Write, E: Write> Console<O, E> {
     /// Returns the payloads of the `C` records seen.
     pub fn crash_records(&self) -> &[Vec<u8>] {
         &self.crash
+    }
+
+    /// Returns the payloads of the `T` records seen.
+    pub fn thread_records(&self) -> &[Vec<u8>] {
+        &self.threads
     }
 
     /// Returns the last lines of text (Xen's, dom0's, anything unframed).
@@ -228,6 +236,7 @@ impl<O: Write, E: Write> Console<O, E> {
             Kind::Stderr => self.err.write_all(&record.payload)?,
             Kind::Log => self.log(&record.payload)?,
             Kind::Crash => self.crash.push(record.payload),
+            Kind::Thread => self.threads.push(record.payload),
             Kind::Exit => match GuestExit::parse(&record.payload) {
                 Ok(exit) => return Ok(Some(Event::Exit(exit))),
                 Err(why) => self.warn(&format!("malformed exit record ({why})"), line)?,

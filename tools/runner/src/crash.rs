@@ -29,6 +29,33 @@ pub struct CrashReport {
     pub notes: Vec<String>,
     /// The words at the top of the stack, from Xen's dump.
     pub stack_words: Vec<u64>,
+    /// Xen could not read the guest's stack at `rsp` (its dump says so).
+    pub stack_unreadable: bool,
+}
+
+/// A `T` record: a thread's id, the guard page below its stack, and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadRecord {
+    pub id: u64,
+    pub guard: u64,
+    pub name: String,
+}
+
+impl ThreadRecord {
+    /// Parses `id=N guard=0xHEX name=NAME` (the name may hold spaces); `None` if malformed.
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        let text = String::from_utf8_lossy(payload);
+        let rest = text.strip_prefix("id=")?;
+        let (id, rest) = rest.split_once(' ')?;
+        let rest = rest.strip_prefix("guard=0x")?;
+        let (guard, rest) = rest.split_once(' ')?;
+        let name = rest.strip_prefix("name=")?;
+        Some(Self {
+            id: id.parse().ok()?,
+            guard: u64::from_str_radix(guard, 16).ok()?,
+            name: name.to_owned(),
+        })
+    }
 }
 
 /// Who wrote a crash report.
@@ -133,6 +160,9 @@ impl CrashReport {
         if let Some(cr2) = register(text, "cr2:") {
             self.cr2 = Some(cr2);
         }
+        if text.contains("Fault while accessing guest memory") {
+            self.stack_unreadable = true;
+        }
         if text.contains("create_bounce_frame") && self.notes.is_empty() {
             self.notes.push(
                 "Xen could not deliver the exception to the guest (no handler yet, or no \
@@ -202,6 +232,28 @@ impl CrashReport {
             }
             _ => false,
         }
+    }
+
+    /// Names the thread whose stack overflowed, if this crash is one: the fault hit a guard
+    /// page the kernel announced (`T` records, docs/abi.md), or, for a thread that has no
+    /// record, it looks like one (`<unknown>`, as Linux says).
+    pub fn overflowed_thread(&self, threads: &[Vec<u8>]) -> Option<String> {
+        let address = self.cr2.or(self.rsp)?;
+        for record in threads {
+            let Some(thread) = ThreadRecord::parse(record) else { continue };
+            if (thread.guard..thread.guard + 4096).contains(&address) {
+                // As Linux's std names it: `'name' (id)`.
+                return Some(format!("'{}' ({})", thread.name, thread.id));
+            }
+        }
+        let near_rsp = match (self.cr2, self.rsp) {
+            (Some(cr2), Some(rsp)) => {
+                cr2 <= rsp.saturating_add(256) && rsp - cr2.min(rsp) < 64 * 1024
+            }
+            _ => false,
+        };
+        (self.looks_like_stack_overflow() || (self.source == Source::Xen && near_rsp && self.stack_unreadable))
+            .then(|| "'<unknown>'".to_owned())
     }
 
     /// Renders the whole message: headline, notes and backtrace.
@@ -560,5 +612,29 @@ backtrace:
         };
         assert!(report.looks_like_stack_overflow());
         assert!(report.render(&NoSymbols).contains("stack overflow?"));
+    }
+}
+
+#[cfg(test)]
+mod thread_tests {
+    use super::*;
+
+    #[test]
+    fn parses_thread_records() {
+        let t = ThreadRecord::parse(b"id=7 guard=0x5a0000 name=deep worker").unwrap();
+        assert_eq!(t, ThreadRecord { id: 7, guard: 0x5a0000, name: "deep worker".into() });
+        assert_eq!(ThreadRecord::parse(b"id=x guard=0x1 name=a"), None);
+        assert_eq!(ThreadRecord::parse(b"guard=0x1 name=a"), None);
+    }
+
+    #[test]
+    fn names_the_thread_whose_guard_page_was_hit() {
+        let records = vec![b"id=1 guard=0x400000 name=main".to_vec(), b"id=5 guard=0x900000 name=deep".to_vec()];
+        let crash = CrashReport { cr2: Some(0x900ff0), rsp: Some(0x900ff0), source: Source::Xen, ..Default::default() };
+        assert_eq!(crash.overflowed_thread(&records).as_deref(), Some("'deep' (5)"));
+        let unnamed = CrashReport { cr2: Some(0x700ff8), rsp: Some(0x701000), source: Source::Xen, stack_unreadable: true, ..Default::default() };
+        assert_eq!(unnamed.overflowed_thread(&records).as_deref(), Some("'<unknown>'"));
+        let wild = CrashReport { cr2: Some(0x10), rsp: Some(0x701000), vector: Some(14), ..Default::default() };
+        assert_eq!(wild.overflowed_thread(&records), None);
     }
 }

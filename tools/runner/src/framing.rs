@@ -23,6 +23,8 @@ pub enum Kind {
     Crash,
     /// `X`: the exit record, written last.
     Exit,
+    /// `T`: a thread's id, stack guard page and name (`id=N guard=0x... name=...`).
+    Thread,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             b'L' => Some(Self::Log),
             b'C' => Some(Self::Crash),
             b'X' => Some(Self::Exit),
+            b'T' => Some(Self::Thread),
             _ => None,
         }
     }
@@ -46,6 +49,7 @@ impl Kind {
             Self::Log => b'L',
             Self::Crash => b'C',
             Self::Exit => b'X',
+            Self::Thread => b'T',
         }
     }
 }
@@ -241,6 +245,7 @@ mod tests {
             (b'L', Kind::Log),
             (b'C', Kind::Crash),
             (b'X', Kind::Exit),
+            (b'T', Kind::Thread),
         ] {
             let record = parse_record(&[byte, b'a']).unwrap();
             assert_eq!(record, Record { kind, payload: b"a".to_vec() });

@@ -368,25 +368,36 @@ fn report<O: io::Write, E: io::Write>(
                 128u8.wrapping_add(*signal as u8)
             }
         }
-        _ => {
-            no_exit_record(image, end, console, child_stderr, opts.verbose);
-            status::STATUS_NO_EXIT
-        }
+        _ => no_exit_record(image, end, console, child_stderr, opts.verbose),
     }
 }
 
-/// Explains a run that ended without an exit record.
+/// Explains a run that ended without an exit record; returns the runner's status.
+///
+/// In PV, Xen cannot push a fault frame onto an overflowed stack and crashes the domain; when
+/// its dump shows that, the runner says what Linux's std says, and exits as after an abort.
 fn no_exit_record<O: io::Write, E: io::Write>(
     image: &Path,
     end: &End,
     console: &Console<O, E>,
     child_stderr: &[String],
     verbose: bool,
-) {
+) -> u8 {
     let mut err = io::stderr().lock();
+    let crash = CrashReport::from_xen_dump(console.tail());
+    if let Some(thread) = crash.as_ref().and_then(|c| c.overflowed_thread(console.thread_records())) {
+        let _ = writeln!(err, "\nthread {thread} has overflowed its stack");
+        let _ = writeln!(err, "fatal runtime error: stack overflow, aborting");
+        if verbose {
+            if let Some(crash) = &crash {
+                let _ = write!(err, "{}", crash.render(&*symbols(image)));
+            }
+        }
+        return status::STATUS_ABORT;
+    }
     let _ =
         writeln!(err, "xen-runner: the guest stopped without an exit record: {}", describe(end));
-    if let Some(crash) = CrashReport::from_xen_dump(console.tail()) {
+    if let Some(crash) = crash {
         let _ = write!(err, "{}", crash.render(&*symbols(image)));
     }
     if !verbose {
@@ -414,6 +425,7 @@ fn no_exit_record<O: io::Write, E: io::Write>(
              understand xen.console=framed?"
         );
     }
+    status::STATUS_NO_EXIT
 }
 
 /// Opens the image's symbols, or none when they cannot be read.

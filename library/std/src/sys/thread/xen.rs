@@ -3,6 +3,7 @@
 //! FIXME: the kernel schedules every thread on vCPU 0 for now, so `available_parallelism`
 //! is 1 whatever the guest's vCPU count.
 
+use crate::ffi::CStr;
 use crate::io;
 use crate::num::NonZero;
 use crate::sys::pal::abi;
@@ -65,6 +66,14 @@ pub fn available_parallelism() -> io::Result<NonZero<usize>> {
 
 pub fn current_os_id() -> Option<u64> {
     Some(abi::xk_thread_id())
+}
+
+/// Tells the kernel the running thread's name, which the runner uses to report a stack
+/// overflow as Linux does ("thread 'NAME' has overflowed its stack").
+pub fn set_name(name: &CStr) {
+    let name = name.to_bytes();
+    // SAFETY: `name` is valid for reads of its length.
+    unsafe { abi::xk_thread_set_name(name.as_ptr(), name.len()) };
 }
 
 pub fn yield_now() {

@@ -35,6 +35,7 @@ unsafe extern "C" {
     pub safe fn xk_thread_id() -> u64;
     pub fn xk_futex_wait(addr: *const u32, expected: u32, deadline_ns: u64) -> isize;
     pub fn xk_futex_wake(addr: *const u32, count: u32) -> u32;
+    pub fn xk_thread_set_name(name: *const u8, len: usize);
 }
 
 /// `-ETIMEDOUT`, as `xk_futex_wait` returns it.
