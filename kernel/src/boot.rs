@@ -41,6 +41,8 @@ fn fail(what: &str) -> ! {
 
 /// Runs on the boot stack with what Xen handed over; never returns.
 pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
+    // The clock record may not be filled in yet (a new domU): keep the TSC, convert it later.
+    let boot_tsc = arch::rdtsc();
     // SAFETY: Xen passes a mapped `start_info` page in `%rsi`; nothing writes it.
     let si = unsafe { &*si };
 
@@ -59,12 +61,12 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
     // No upcalls until the scheduler has its entry points registered.
     // SAFETY: the shared info page is mapped; the mask byte is ours to write.
     unsafe { addr_of_mut!((*(arch::shared_info() as *mut crate::xen::abi::SharedInfo)).vcpu_info[0].evtchn_upcall_mask).write_volatile(1) };
-    BOOT_NS.store(crate::time::monotonic_ns(), Ordering::Relaxed);
     // SAFETY: once, early, with Xen's `start_info`.
     if let Err(what) = unsafe { arch::smp::init_boot_cpu(si) } {
         console::crash_line(what.as_bytes());
         hypercall::shutdown(ShutdownReason::Crash);
     }
+    BOOT_NS.store(arch::pvclock_at(Some(boot_tsc)), Ordering::Relaxed);
     traps::init();
 
     let line_len = si.cmd_line.iter().position(|&b| b == 0).unwrap_or(si.cmd_line.len());

@@ -16,8 +16,13 @@ pub fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
 }
 
 /// Xen system time at TSC value `tsc`, by one consistent copy of `info`.
+///
+/// The TSC difference wraps: a domain's TSC can start near zero after an offset that makes
+/// the record's stamp "negative" (seen with new domUs). A TSC read before the stamp (on
+/// another vCPU) counts as no time.
 pub fn system_time_at(info: &VcpuTimeInfo, tsc: u64) -> u64 {
-    let delta = tsc.saturating_sub(info.tsc_timestamp);
+    let delta = tsc.wrapping_sub(info.tsc_timestamp);
+    let delta = if (delta as i64) < 0 { 0 } else { delta };
     info.system_time.wrapping_add(scale_delta(delta, info.tsc_to_system_mul, info.tsc_shift))
 }
 
@@ -68,6 +73,18 @@ mod tests {
         assert_eq!(system_time_at(&info, 3000), 6_000);
         // A TSC read before the record's stamp (another vCPU's) counts as no time.
         assert_eq!(system_time_at(&info, 500), 5_000);
+    }
+
+    #[test]
+    fn a_stamp_before_tsc_zero_wraps() {
+        let info = VcpuTimeInfo {
+            tsc_timestamp: 0u64.wrapping_sub(1000),
+            system_time: 5_000,
+            tsc_to_system_mul: 1 << 31,
+            tsc_shift: 0,
+            ..Default::default()
+        };
+        assert_eq!(system_time_at(&info, 1000), 6_000);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::xen::abi::{MACH2PHYS_VIRT_START, MmuUpdate};
 use crate::xen::hypercall;
 
 /// Where frame 0 is mapped (`XEN_ELFNOTE_VIRT_BASE`).
-pub const VIRT_BASE: u64 = 0x40_0000;
+pub const VIRT_BASE: u64 = 0x60_0000;
 pub const PAGE_SIZE: u64 = 4096;
 /// Frames one L1 table maps.
 pub const REGION_FRAMES: usize = 512;

@@ -32,6 +32,11 @@ pub fn rdtsc() -> u64 {
 
 /// Xen system time now, from this vCPU's PV clock record.
 pub fn pvclock_now() -> u64 {
+    pvclock_at(None)
+}
+
+/// Xen system time when the TSC read `tsc` (on this vCPU), or now.
+pub fn pvclock_at(tsc: Option<u64>) -> u64 {
     // Upcalls masked: the thread cannot move to another vCPU while it reads this one's record.
     let was_masked = irq::mask();
     let info: *const VcpuTimeInfo = if percpu::ready() {
@@ -46,7 +51,7 @@ pub fn pvclock_now() -> u64 {
         // SAFETY: the record is mapped; Xen rewrites it at any time, so it is copied out, then
         // checked against its version (odd: being written).
         let time: VcpuTimeInfo = unsafe { info.read_volatile() };
-        let tsc = rdtsc();
+        let tsc = tsc.unwrap_or_else(rdtsc);
         core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
         // SAFETY: as above.
         let version = unsafe { addr_of!((*info).version).read_volatile() };

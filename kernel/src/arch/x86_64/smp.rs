@@ -4,6 +4,7 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use super::irq;
 use super::percpu::{self, MAX_CPUS};
 use crate::mm::paging::{PAGE_SIZE, va_frame};
 use crate::xen::abi::{
@@ -54,7 +55,26 @@ pub unsafe fn init_boot_cpu(si: &abi::StartInfo) -> Result<(), &'static str> {
         return Err("Xen refused the GS base");
     }
     percpu::mark_ready();
+    wait_for_clock();
     Ok(())
+}
+
+/// Waits until Xen has written this vCPU's PV clock record at its new place.
+///
+/// A freshly built domU can start before Xen first fills in the record (its multiplier is 0,
+/// so time would stand still), and the registered copy is only refreshed when Xen next
+/// schedules the vCPU: a poll that times out at once makes it do that.
+fn wait_for_clock() {
+    let info = irq::vcpu_info();
+    for _ in 0..1000 {
+        // SAFETY: the registered record is mapped; a torn read only means one more round.
+        let mul = unsafe { core::ptr::addr_of!((*info).time.tsc_to_system_mul).read_volatile() };
+        if mul != 0 {
+            return;
+        }
+        hypercall::poll(&[], 1);
+    }
+    warn!("Xen has not filled in the PV clock record: time may stand still");
 }
 
 global_asm!(
@@ -75,6 +95,7 @@ unsafe extern "C" {
 }
 
 extern "C" fn secondary_start() -> ! {
+    wait_for_clock();
     STARTED.fetch_add(1, Ordering::AcqRel);
     crate::sched::secondary_idle()
 }
