@@ -53,19 +53,14 @@ pub struct CmdLine {
 }
 
 impl CmdLine {
-    /// An empty command line: no environment, `argv` is `["app"]`.
+    /// An empty command line: no environment, `argv` is `["app"]`. All zeros, so that a
+    /// static one costs no bytes in the image.
     pub const fn new() -> Self {
-        let mut buf = [0u8; crate::xen::abi::MAX_GUEST_CMDLINE];
-        buf[0] = b'a';
-        buf[1] = b'p';
-        buf[2] = b'p';
-        let mut spans = [Span { start: 0, len: 0 }; MAX_TOKENS];
-        spans[0] = Span { start: 0, len: 3 };
         CmdLine {
-            buf,
-            spans,
+            buf: [0; crate::xen::abi::MAX_GUEST_CMDLINE],
+            spans: [Span { start: 0, len: 0 }; MAX_TOKENS],
             env_count: 0,
-            arg_count: 1,
+            arg_count: 0,
             console: ConsoleMode::Plain,
             log: None,
             seed: [0; 32],
@@ -82,8 +77,11 @@ impl CmdLine {
         (index < self.env_count).then(|| self.span(self.spans[index]))
     }
 
-    /// The i-th argument, `argv[0]` first.
+    /// The i-th argument, `argv[0]` first; without arguments `argv` is `["app"]`.
     pub fn arg(&self, index: usize) -> Option<&[u8]> {
+        if self.arg_count == 0 {
+            return (index == 0).then_some(&b"app"[..]);
+        }
         (index < self.arg_count).then(|| self.span(self.spans[self.env_count + index]))
     }
 
@@ -121,15 +119,8 @@ impl CmdLine {
             }
         }
         self.env_count = env;
-        match args {
-            Some(count) if count > 0 => self.arg_count = count,
-            _ => {
-                // No `--` or nothing after it: `argv` is `["app"]`, kept after the entries.
-                self.buf[used..used + 3].copy_from_slice(b"app");
-                self.spans[tokens] = Span { start: used as u16, len: 3 };
-                self.arg_count = 1;
-            }
-        }
+        // No `--` or nothing after it: no arguments, so `arg` gives `["app"]`.
+        self.arg_count = args.unwrap_or(0);
         Ok(())
     }
 

@@ -45,7 +45,9 @@ struct Blocks([PerCpu; MAX_CPUS]);
 const EMPTY: PerCpu = PerCpu {
     vcpu_info: VcpuInfo {
         evtchn_upcall_pending: 0,
-        evtchn_upcall_mask: 1,
+        // Zero keeps the blocks in .bss; a secondary masks upcalls in its first instruction,
+        // and the boot vCPU's block gets Xen's copy of its record (masked) at registration.
+        evtchn_upcall_mask: 0,
         pad: [0; 6],
         evtchn_pending_sel: 0,
         cr2: 0,
