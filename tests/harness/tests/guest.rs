@@ -234,3 +234,59 @@ fn a_stack_overflow_is_reported_as_domu_too() {
     let stderr = without_thread_ids(&xen.stderr);
     assert!(stderr.contains("thread 'deep' has overflowed its stack"), "{}", xen.stderr);
 }
+
+/// Rust's own std tests (`library/std/tests` of Debian's 1.96.0 source, built by
+/// `tests/std-tests`) pass on Xen as dom0, but for the skips docs/std-tests.md gives reasons
+/// for; on Linux the same suites pass 437 and ignore 1.
+#[test]
+fn rusts_own_std_tests_pass_on_xen() {
+    // (suite, tests skipped on Xen, how many pass, how many std itself ignores).
+    let suites: [(&str, &[&str], u32, u32); 8] = [
+        ("env", &["test", "test_self_exe_path"], 4, 0),
+        ("num", &[], 25, 0),
+        ("panic", &[], 1, 0),
+        ("path", &["test_push", "test_set_file_name"], 30, 0),
+        ("sync", &["rwlock::test_rwlock_max_readers"], 335, 1),
+        ("thread", &[], 5, 0),
+        ("thread_local", &[], 12, 0),
+        ("time", &[], 14, 0),
+    ];
+    let mut wrong = Vec::new();
+    for (suite, skips, passed, ignored) in suites {
+        let mut cmd = std::process::Command::new(toolchain().join("bin/cargo"));
+        cmd.current_dir(repo().join("tests/std-tests"))
+            .args(["test", "--target", "x86_64-unknown-xen", "--test", suite, "--target-dir"])
+            .arg(repo().join("target/std-tests-xen"))
+            .env("XEN_RUNNER_MODE", "dom0")
+            .env("XEN_RUNNER_TIMEOUT", "300");
+        for var in ["XEN_RUNNER_ENV", "XEN_RUNNER_MEMORY", "XEN_RUNNER_VCPUS"] {
+            cmd.env_remove(var);
+        }
+        // `--exact` makes `--skip test` skip env's `test` alone, not every name holding "test".
+        cmd.args(["--", "--exact", "--test-threads=1"]);
+        for skip in skips {
+            cmd.args(["--skip", skip]);
+        }
+        let out = cmd.output().expect("cannot run cargo");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary = stdout.lines().find(|l| l.starts_with("test result: "));
+        let summary = summary.map_or("no summary", |l| l.split("; finished in").next().unwrap());
+        println!("{suite}: {summary}");
+        let expected = format!(
+            "test result: ok. {passed} passed; 0 failed; {ignored} ignored; 0 measured; {} \
+             filtered out",
+            skips.len()
+        );
+        if summary != expected {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            wrong.push(format!(
+                "{suite} (status {:?}), expected {expected}:\n{stdout}\n{}",
+                out.status.code(),
+                tail.join("\n")
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "see docs/std-tests.md\n{}", wrong.join("\n"));
+}

@@ -36,8 +36,11 @@ pub struct CrashReport {
 /// A `T` record: a thread's id, the guard page below its stack, and its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadRecord {
+    /// The kernel's thread id (as std's messages show it).
     pub id: u64,
+    /// The address of the unmapped page below the thread's stack.
     pub guard: u64,
+    /// The thread's name.
     pub name: String,
 }
 

@@ -47,7 +47,7 @@ struct Cli {
     timeout: Option<f64>,
 
     /// Show Xen's console and every kernel log line on stderr
-    #[arg(long, short, env = "XEN_RUNNER_VERBOSE")]
+    #[arg(long, short, env = "XEN_RUNNER_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
     verbose: bool,
 
     /// Print the xl config the run would use, and exit

@@ -151,6 +151,10 @@ fn guest_cmdline(opts: &RunOptions, image: &Path) -> Result<Option<String>> {
     // A printed config is kept and reused, so it must not carry one boot's seed.
     let seed = if opts.print_xl_config { None } else { host_entropy() };
     match (GuestCommandLine { log: opts.log, env, argv, seed }).encode() {
+        // A printed config is for people, who read the console with `xl console`.
+        Ok(line) if opts.print_xl_config => {
+            Ok(Some(line.replacen("xen.console=framed", "xen.console=plain", 1)))
+        }
         Ok(line) => Ok(Some(line)),
         Err(why) => {
             eprintln!("xen-runner: error: {why}");

@@ -102,7 +102,7 @@ fn print_xl_config_boots_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let config = String::from_utf8(out.stdout).unwrap();
     assert!(config.contains("kernel = \"/jobs/001/image\"\n"), "{config}");
-    assert!(config.contains("extra = \"xen.console=framed K=v -- app --print-xl-config x\"\n"));
+    assert!(config.contains("extra = \"xen.console=plain K=v -- app --print-xl-config x\"\n"));
 }
 
 #[test]

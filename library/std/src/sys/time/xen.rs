@@ -5,6 +5,12 @@ use crate::sys::pal::abi;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
+/// Where `Instant` counts from: a day before Xen's boot. The kernel's clock starts at Xen's
+/// boot, about a second before `main` as dom0; programs (and std's own tests) that subtract a
+/// few seconds from `Instant::now()` expect a clock that has been running a while, as on any
+/// host that has been up for more than that.
+const ORIGIN_OFFSET: Duration = Duration::from_secs(24 * 60 * 60);
+
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
 pub struct Instant(Duration);
 
@@ -15,12 +21,13 @@ pub const UNIX_EPOCH: SystemTime = SystemTime(Duration::ZERO);
 
 impl Instant {
     pub fn now() -> Instant {
-        Instant(Duration::from_nanos(abi::xk_monotonic_ns()))
+        Instant(Duration::from_nanos(abi::xk_monotonic_ns()) + ORIGIN_OFFSET)
     }
 
     /// The instant as nanoseconds of the kernel's monotonic clock (for sleeping until it).
     pub(crate) fn as_kernel_nanos(&self) -> u64 {
-        u64::try_from(self.0.as_nanos()).unwrap_or(u64::MAX)
+        let since_boot = self.0.saturating_sub(ORIGIN_OFFSET);
+        u64::try_from(since_boot.as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub fn checked_sub_instant(&self, other: &Instant) -> Option<Duration> {
