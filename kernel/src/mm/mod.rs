@@ -1,5 +1,6 @@
 //! Memory: the guest's frames, the direct map, and page ranges for the program's heap.
 
+pub mod layout;
 pub mod pages;
 #[cfg(target_os = "none")]
 pub mod heap;

@@ -14,11 +14,7 @@ use core::ptr::addr_of_mut;
 use crate::xen::abi::{MACH2PHYS_VIRT_START, MmuUpdate};
 use crate::xen::hypercall;
 
-/// Where frame 0 is mapped (`XEN_ELFNOTE_VIRT_BASE`).
-pub const VIRT_BASE: u64 = 0x60_0000;
-pub const PAGE_SIZE: u64 = 4096;
-/// Frames one L1 table maps.
-pub const REGION_FRAMES: usize = 512;
+pub use super::layout::{PAGE_SIZE, REGION_FRAMES, VIRT_BASE, frame_va, va_frame};
 
 /// Present, writable, user (PV guest kernels run in ring 3), accessed, dirty.
 const PTE_DATA: u64 = 0x67;
@@ -41,15 +37,6 @@ pub enum MapError {
 struct ScratchPage([u8; 4096]);
 static mut SCRATCH: ScratchPage = ScratchPage([0; 4096]);
 
-/// The virtual address of frame `pfn` in the direct map.
-pub const fn frame_va(pfn: usize) -> u64 {
-    VIRT_BASE + pfn as u64 * PAGE_SIZE
-}
-
-/// The frame whose direct-map address holds `va`.
-pub const fn va_frame(va: u64) -> usize {
-    ((va - VIRT_BASE) / PAGE_SIZE) as usize
-}
 
 /// The machine-to-phys table Xen maps read-only into every PV guest.
 fn m2p(mfn: u64) -> u64 {
@@ -79,8 +66,7 @@ pub struct DirectMap {
 impl DirectMap {
     /// Frames the pool needs so that every region below it can be mapped.
     pub fn pool_frames_needed(nr_frames: usize) -> usize {
-        let regions = nr_frames.div_ceil(REGION_FRAMES);
-        regions + regions.div_ceil(512) + 1
+        super::layout::table_frames_needed(nr_frames)
     }
 
     /// Takes over Xen's boot page tables.
@@ -154,7 +140,7 @@ impl DirectMap {
 
     fn map_region(&mut self, region: usize) -> Result<(), MapError> {
         let va = frame_va(region * REGION_FRAMES);
-        let gib = (va >> 30) as usize & 511;
+        let (gib, l2_index) = super::layout::table_indexes(va);
         if self.l2_mfns[gib] == 0 {
             let table = self.new_table()?;
             let slot = self.l3_mfn << 12 | (gib as u64 * 8);
@@ -166,7 +152,7 @@ impl DirectMap {
         let ours = self.l1_mfns[region] == 0;
         if ours {
             let table = self.new_table()?;
-            let slot = self.l2_mfns[gib] << 12 | (((va >> 21) & 511) * 8);
+            let slot = self.l2_mfns[gib] << 12 | (l2_index as u64 * 8);
             // SAFETY: as above.
             unsafe { hypercall::mmu_update(&[MmuUpdate { ptr: slot, val: table << 12 | PTE_TABLE }]) }
                 .map_err(MapError::Refused)?;

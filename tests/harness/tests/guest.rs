@@ -2,7 +2,7 @@
 //! runner, as dom0 (about 1 s a boot) or as a domU under a Linux dom0 (about 8 s), and checks
 //! what it printed and how it ended; where the program also runs on Linux, the two must agree.
 
-use xen_harness::{Mode, run, run_image, run_linux, without_thread_ids, repo, toolchain};
+use xen_harness::{Mode, repo, run, run_image, run_linux, toolchain, without_thread_ids, xen_bins};
 
 fn assert_same_as_linux(name: &str, mode: Mode, env: &[(&str, &str)], args: &[&str]) {
     let options: Vec<String> = env.iter().map(|(k, v)| format!("--env={k}={v}")).collect();
@@ -33,6 +33,53 @@ fn hello_prints_what_it_prints_on_linux_as_dom0() {
     assert!(xen.stdout.starts_with("Hello, Xen!\nargs: [\"5\", \"two words\"]\n"), "{}", xen.stdout);
     assert!(xen.stdout.contains("sqrt(2)*pi = 4.442883, e^1.5 = 4.4817, ln(10) = 2.3026\n"));
     assert_eq!(xen.stderr, "this line goes to stderr\n");
+}
+
+/// examples/hello built for Xen and for Linux, and run on both: everything must agree.
+fn hello_matches_linux(mode: Mode) {
+    let hello = repo().join("examples/hello");
+    let build = |cargo: std::path::PathBuf, target: Option<&str>, dir: &str| {
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(&hello).args(["build", "--release", "--quiet", "--target-dir"]);
+        cmd.arg(repo().join(dir));
+        if let Some(target) = target {
+            cmd.args(["--target", target]);
+        } else {
+            cmd.env_remove("RUSTC");
+        }
+        assert!(cmd.status().unwrap().success());
+    };
+    build(toolchain().join("bin/cargo"), Some("x86_64-unknown-xen"), "target/hello-xen");
+    build("/usr/bin/cargo".into(), None, "target/hello-linux");
+    let args = ["7", "two words", ""];
+    let xen = run_image(
+        &repo().join("target/hello-xen/x86_64-unknown-xen/release/hello"),
+        mode,
+        &["--env=HELLO_NAME=Xen"],
+        &args,
+    );
+    use std::os::unix::process::CommandExt;
+    let linux: xen_harness::Run = std::process::Command::new(repo().join("target/hello-linux/release/hello"))
+        .arg0("hello")
+        .env_clear()
+        .env("HELLO_NAME", "Xen")
+        .args(args)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(xen.stdout, linux.stdout);
+    assert_eq!(xen.stderr, linux.stderr);
+    assert_eq!((xen.status, linux.status), (7, 7));
+}
+
+#[test]
+fn hello_prints_exactly_what_it_prints_on_linux_as_dom0() {
+    hello_matches_linux(Mode::Dom0);
+}
+
+#[test]
+fn hello_prints_exactly_what_it_prints_on_linux_as_domu() {
+    hello_matches_linux(Mode::DomU);
 }
 
 #[test]
@@ -165,7 +212,7 @@ fn threads_behave_the_same_on_two_vcpus() {
 fn two_busy_threads_run_at_once_on_two_vcpus() {
     let xen = run("parallel", Mode::Dom0, &["--vcpus=2"], &[]);
     assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
-    assert_eq!(xen.stdout, "available parallelism: 2\n1000 spin round trips: in parallel\n");
+    assert_eq!(xen.stdout, "available parallelism: 2\na busy thread watching another: in parallel\n");
 }
 
 #[test]
@@ -240,6 +287,17 @@ fn a_stack_overflow_is_reported_as_domu_too() {
 /// for; on Linux the same suites pass 437 and ignore 1.
 #[test]
 fn rusts_own_std_tests_pass_on_xen() {
+    std_suites_pass(1, None);
+}
+
+#[test]
+fn rusts_own_std_thread_and_sync_tests_pass_on_two_vcpus() {
+    std_suites_pass(2, Some(&["sync", "thread", "thread_local", "time"]));
+}
+
+/// Runs Rust's own std test suites on Xen with `vcpus` (all suites, or `only` those), and
+/// checks each one's summary against the counts in `docs/std-tests.md`.
+fn std_suites_pass(vcpus: u32, only: Option<&[&str]>) {
     // (suite, tests skipped on Xen, how many pass, how many std itself ignores).
     let suites: [(&str, &[&str], u32, u32); 8] = [
         ("env", &["test", "test_self_exe_path"], 4, 0),
@@ -253,13 +311,17 @@ fn rusts_own_std_tests_pass_on_xen() {
     ];
     let mut wrong = Vec::new();
     for (suite, skips, passed, ignored) in suites {
+        if only.is_some_and(|only| !only.contains(&suite)) {
+            continue;
+        }
         let mut cmd = std::process::Command::new(toolchain().join("bin/cargo"));
         cmd.current_dir(repo().join("tests/std-tests"))
             .args(["test", "--target", "x86_64-unknown-xen", "--test", suite, "--target-dir"])
             .arg(repo().join("target/std-tests-xen"))
             .env("XEN_RUNNER_MODE", "dom0")
-            .env("XEN_RUNNER_TIMEOUT", "300");
-        for var in ["XEN_RUNNER_ENV", "XEN_RUNNER_MEMORY", "XEN_RUNNER_VCPUS"] {
+            .env("XEN_RUNNER_TIMEOUT", "300")
+            .env("XEN_RUNNER_VCPUS", vcpus.to_string());
+        for var in ["XEN_RUNNER_ENV", "XEN_RUNNER_MEMORY"] {
             cmd.env_remove(var);
         }
         // `--exact` makes `--skip test` skip env's `test` alone, not every name holding "test".
@@ -271,7 +333,7 @@ fn rusts_own_std_tests_pass_on_xen() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let summary = stdout.lines().find(|l| l.starts_with("test result: "));
         let summary = summary.map_or("no summary", |l| l.split("; finished in").next().unwrap());
-        println!("{suite}: {summary}");
+        println!("{suite} ({vcpus} vCPUs): {summary}");
         let expected = format!(
             "test result: ok. {passed} passed; 0 failed; {ignored} ignored; 0 measured; {} \
              filtered out",
@@ -289,4 +351,48 @@ fn rusts_own_std_tests_pass_on_xen() {
         }
     }
     assert!(wrong.is_empty(), "see docs/std-tests.md\n{}", wrong.join("\n"));
+}
+
+/// The Xen ELF notes of an image, as (type, descriptor) pairs, read from its PT_NOTE segment.
+fn xen_notes(image: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    let u16_at = |at: usize| u16::from_le_bytes(image[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let mut notes = Vec::new();
+    for index in 0..phnum {
+        let header = phoff + index * phentsize;
+        if u32_at(header) != 4 {
+            continue; // not PT_NOTE
+        }
+        let (mut at, end) = (u64_at(header + 8), u64_at(header + 8) + u64_at(header + 32));
+        while at + 12 <= end {
+            let (namesz, descsz, kind) = (u32_at(at) as usize, u32_at(at + 4) as usize, u32_at(at + 8));
+            let name = &image[at + 12..at + 12 + namesz];
+            let desc_at = at + 12 + namesz.next_multiple_of(4);
+            if name == b"Xen\0" {
+                notes.push((kind, image[desc_at..desc_at + descsz].to_vec()));
+            }
+            at = desc_at + descsz.next_multiple_of(4);
+        }
+    }
+    notes
+}
+
+#[test]
+fn the_image_carries_the_elf_notes_xen_needs() {
+    let image = std::fs::read(xen_bins().join("exit_status")).unwrap();
+    let notes = xen_notes(&image);
+    let note = |kind: u32| notes.iter().find(|n| n.0 == kind).map(|n| n.1.clone()).unwrap();
+    let entry = u64::from_le_bytes(image[0x18..0x20].try_into().unwrap());
+    let word = |kind| u64::from_le_bytes(note(kind)[..8].try_into().unwrap());
+    assert_eq!(note(6), b"RustXen\0"); // XEN_ELFNOTE_GUEST_OS
+    assert_eq!(note(5), b"xen-3.0\0"); // XEN_ELFNOTE_XEN_VERSION
+    assert_eq!(note(8), b"generic\0"); // XEN_ELFNOTE_LOADER
+    assert_eq!(word(3), 0x60_0000); // XEN_ELFNOTE_VIRT_BASE
+    assert_eq!(word(4), 0x60_0000); // XEN_ELFNOTE_PADDR_OFFSET: pseudo-physical 0 at VIRT_BASE
+    assert_eq!(word(1), entry); // XEN_ELFNOTE_ENTRY is the ELF entry, _start
+    assert_eq!(word(2) % 4096, 0); // XEN_ELFNOTE_HYPERCALL_PAGE, page-aligned
+    let features = u32::from_le_bytes(note(17)[..4].try_into().unwrap());
+    assert_ne!(features & (1 << 11), 0); // XEN_ELFNOTE_SUPPORTED_FEATURES has XENFEAT_dom0
 }
