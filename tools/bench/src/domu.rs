@@ -19,8 +19,8 @@ use crate::Bench;
 
 /// Longest the Linux dom0 may take to boot and start its toolstack, in seconds (about 6-15 s).
 const BOOT_TIMEOUT: f64 = 300.0;
-/// Longest one job may take from BEGIN to END, in seconds (about 1 s).
-const JOB_TIMEOUT: f64 = 60.0;
+/// Longest one job may take from BEGIN to END by default, in seconds (about 1 s for hello).
+pub const JOB_TIMEOUT: f64 = 60.0;
 /// Longest from one job's END to the next BEGIN (or ALLDONE), in seconds.
 const GAP_TIMEOUT: f64 = 60.0;
 /// How many times dom0 is booted again for the jobs left after one stalled.
@@ -29,14 +29,23 @@ const MAX_BOOTS: usize = 4;
 /// One guest to create.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// The image on the host.
+    /// The image (the xl config's `kernel`) on the host.
     pub image: PathBuf,
+    /// The initramfs (`ramdisk`) of a Linux guest. A job with one has its kernel and initramfs
+    /// stored once per dom0 boot for every job that boots the same two files, in
+    /// `/jobs/linux-K/` (a folder without `xl.cfg`, which `ci/dom0/init` skips), since
+    /// Debian's kernel is 66 MB; an image without one is copied into the job's own folder.
+    pub ramdisk: Option<PathBuf>,
     /// A short name for the domain and the logs.
     pub label: String,
     /// The guest command line (the xl config's `extra`).
     pub cmdline: String,
     /// `memory` (and `maxmem`) in MiB.
     pub memory_mib: u32,
+    /// `vcpus`; QEMU gets as many CPUs as the most any job of the boot has.
+    pub vcpus: u32,
+    /// Longest the job may take from BEGIN to END, in seconds, before it counts as stalled.
+    pub timeout: f64,
 }
 
 /// What became of one job.
@@ -50,8 +59,10 @@ pub struct JobResult {
     pub how: Option<String>,
     /// What xl printed, when it failed.
     pub xl: Vec<String>,
-    /// The guest's console.
+    /// The guest's console records.
     pub out: GuestOutput,
+    /// The guest's console lines that are not records, without CRs (a Linux guest's output).
+    pub text: Vec<String>,
     /// Why the job has no proper ending (it stalled, or never ran).
     pub trouble: Option<String>,
 }
@@ -77,6 +88,15 @@ impl JobResult {
             .map(String::as_str)
     }
 
+    /// How the guest's output ended: its exit record, or for a guest that writes none (Linux)
+    /// how much it wrote.
+    fn out_ending(&self) -> String {
+        if self.out.first_record.is_none() && !self.text.is_empty() {
+            return format!("{} console lines", self.text.len());
+        }
+        self.out.ending()
+    }
+
     /// Says how the job went, in a few words.
     pub fn ending(&self) -> String {
         if let Some(trouble) = &self.trouble {
@@ -87,8 +107,8 @@ impl JobResult {
                 Some(why) => format!("xl failed: {why}"),
                 None => "xl failed".into(),
             },
-            Some(how) => format!("{} ({how})", self.out.ending()),
-            None => self.out.ending(),
+            Some(how) => format!("{} ({how})", self.out_ending()),
+            None => self.out_ending(),
         }
     }
 }
@@ -130,21 +150,40 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
 
     let mut cpio = CpioWriter::new(Vec::new());
     cpio.dir("jobs", 0o755)?;
+    let read =
+        |file: &PathBuf| std::fs::read(file).with_context(|| format!("reading {}", file.display()));
+    let mut linux: Vec<(&PathBuf, &PathBuf)> = Vec::new();
     for (k, job) in jobs.iter().enumerate() {
         let number = format!("{:03}", k + 1);
-        let config = XlConfig {
+        cpio.dir(&format!("jobs/{number}"), 0o755)?;
+        let mut config = XlConfig {
             name: format!("xb-{number}-{}", job.label),
             kernel: format!("/jobs/{number}/image"),
             memory_mib: job.memory_mib,
-            vcpus: 1,
+            vcpus: job.vcpus,
             cmdline: job.cmdline.clone(),
-        }
-        .render()?;
-        let image = std::fs::read(&job.image)
-            .with_context(|| format!("reading {}", job.image.display()))?;
-        cpio.dir(&format!("jobs/{number}"), 0o755)?;
-        cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, config.as_bytes())?;
-        cpio.file(&format!("jobs/{number}/image"), 0o644, &image)?;
+        };
+        let Some(ramdisk) = &job.ramdisk else {
+            cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, config.render()?.as_bytes())?;
+            cpio.file(&format!("jobs/{number}/image"), 0o644, &read(&job.image)?)?;
+            continue;
+        };
+        let pair = (&job.image, ramdisk);
+        let shared = match linux.iter().position(|p| *p == pair) {
+            Some(i) => format!("jobs/linux-{}", i + 1),
+            None => {
+                linux.push(pair);
+                let shared = format!("jobs/linux-{}", linux.len());
+                cpio.dir(&shared, 0o755)?;
+                cpio.file(&format!("{shared}/vmlinux"), 0o644, &read(&job.image)?)?;
+                cpio.file(&format!("{shared}/initramfs.cpio"), 0o644, &read(ramdisk)?)?;
+                shared
+            }
+        };
+        config.kernel = format!("/{shared}/vmlinux");
+        // The runner's config has no ramdisk; xl takes it from a line of its own.
+        let text = format!("{}ramdisk = \"/{shared}/initramfs.cpio\"\n", config.render()?);
+        cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, text.as_bytes())?;
     }
     let archive = cpio.finish()?;
     let initrd = dir.join("initrd.cpio");
@@ -156,7 +195,8 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
         initrd: &initrd,
     };
     let guest_mib = jobs.iter().map(|j| j.memory_mib).max().unwrap_or(64);
-    let machine = qemu::domu_machine(&bench.qemu, &build.xen, "", &dom0, guest_mib, 1);
+    let cpus = jobs.iter().map(|j| j.vcpus).max().unwrap_or(1);
+    let machine = qemu::domu_machine(&bench.qemu, &build.xen, "", &dom0, guest_mib, cpus);
     let args = machine.args()?;
     eprintln!("bench: booting the Linux dom0 with {} guest jobs", jobs.len());
     let mut qemu = Qemu::spawn(
@@ -203,7 +243,7 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
                     );
                 }
                 current = k;
-                deadline = line.at + JOB_TIMEOUT;
+                deadline = line.at + k.map_or(JOB_TIMEOUT, |k| jobs[k].timeout);
             }
             Some(Marker::End { job, how }) => {
                 if let Some(k) = job_index(job, jobs.len()) {
@@ -229,7 +269,11 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
             }
             None => {
                 if let Some(k) = current {
-                    results[k].out.feed(line.at, &line.bytes);
+                    if xen_runner::framing::split_line(&line.bytes).record.is_some() {
+                        results[k].out.feed(line.at, &line.bytes);
+                    } else {
+                        results[k].text.push(clean(&line.bytes));
+                    }
                 }
             }
         }
@@ -242,7 +286,7 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
     if let Some(k) = current {
         // Begun, never ended: the guest (or xl) stalled, or QEMU died under it.
         let why = if stalled {
-            format!("stalled: no END within {JOB_TIMEOUT} s of BEGIN")
+            format!("stalled: no END within {} s of BEGIN", jobs[k].timeout)
         } else {
             format!("QEMU ended {:.1} s into the job", ended_at - results[k].begin.unwrap_or(0.0))
         };

@@ -64,7 +64,7 @@ fn finish(name: &'static str, built: PathBuf, work: &Path) -> Result<Image> {
 
 /// Writes a copy of `input` without symbols or debug information to `output`, with the first
 /// of binutils' `strip`, `llvm-strip` and `objcopy --strip-all` that is there.
-fn strip(input: &Path, output: &Path) -> Result<()> {
+pub fn strip(input: &Path, output: &Path) -> Result<()> {
     let tools: [(&str, &[&str]); 3] =
         [("strip", &[]), ("llvm-strip", &[]), ("objcopy", &["--strip-all"])];
     for (tool, flags) in tools {

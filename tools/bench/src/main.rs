@@ -1,7 +1,9 @@
-//! `xen-bench`: the figures of the benchmark for `examples/hello`,
-//! side by side with `ci/minimal-guest` measured in the same run, each with
-//! its target and how far it is from it. `./bench` at the repository root
-//! builds and runs it; `docs/bench.md` says what is measured and how.
+//! `xen-bench`: the figures of the issues' benchmarks, each with its target and
+//! how far it is from it: start-up and size of `examples/hello`, side by side
+//! with `ci/minimal-guest` measured in the same run, and std's threads and
+//! locks on Xen, side by side with the same program in a Linux domU.
+//! `./bench` at the repository root builds and runs it; `docs/bench.md` says
+//! what is measured and how.
 
 mod dom0;
 mod domu;
@@ -9,6 +11,7 @@ mod images;
 mod output;
 mod serial;
 mod stats;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::Parser;
 use xen_runner::cmdline::GuestCommandLine;
 
@@ -39,10 +43,23 @@ const SCAN_FIRST: [u32; 7] = [2, 3, 4, 5, 6, 7, 8];
 /// At most this many search jobs per guest go into one further dom0 boot.
 const SCAN_BATCH: usize = 12;
 
-/// Measures examples/hello against the targets, with ci/minimal-guest alongside.
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// examples/hello's size, least memory and start-up times, with ci/minimal-guest alongside.
+    Startup,
+    /// Thread spawn and join, Mutex, Condvar round trip and sleep overshoot, Xen vs Linux domU.
+    Threads,
+}
+
+/// Measures examples/hello against the targets, with ci/minimal-guest alongside, and
+/// std's threads on Xen against the same program in a Linux domU.
 #[derive(Debug, Parser)]
 #[command(name = "xen-bench", version)]
 struct Args {
+    /// The parts to run (default: all of them, in this order).
+    #[arg(value_enum)]
+    parts: Vec<Part>,
     /// The repository (default: the one this tool was built from).
     #[arg(long)]
     repo: Option<PathBuf>,
@@ -52,6 +69,12 @@ struct Args {
     /// Rounds of domU creations for "xl create to first line" (each: hello and minimal guest).
     #[arg(long, default_value_t = 8)]
     domu_rounds: usize,
+    /// Rounds of the thread benchmark (each: the Xen guest and the Linux guest, once).
+    #[arg(long, default_value_t = 3, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    thread_rounds: usize,
+    /// vCPUs of both guests of the thread benchmark (QEMU gets as many CPUs).
+    #[arg(long, default_value_t = 1, value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+    thread_vcpus: u32,
     /// Keep the timed console logs of every QEMU run in this directory.
     #[arg(long)]
     keep_logs: Option<PathBuf>,
@@ -94,15 +117,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs everything and prints the table; returns false if a figure could not be measured.
+/// Runs the parts asked for and prints their tables; returns false if a figure could not be
+/// measured.
 fn run(args: &Args) -> Result<bool> {
     let repo = match &args.repo {
         Some(r) => r.canonicalize().with_context(|| format!("no repository at {}", r.display()))?,
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?,
     };
-    let load_before = loadavg();
-    let date = now_utc();
-    let started = std::time::Instant::now();
     let scratch = tempfile::Builder::new().prefix("xen-bench.").tempdir_in("/tmp")?;
     let work = scratch.path().to_owned();
     let logs = match &args.keep_logs {
@@ -116,10 +137,42 @@ fn run(args: &Args) -> Result<bool> {
     let cache = xen_runner::cache::dir()?;
     let dom0_xen = xen_runner::cache::hypervisor(Path::new(xen_runner::run::DEFAULT_XEN), &cache)
         .context("the hypervisor for dom0 runs (xen-hypervisor-4.17-amd64)")?;
-    let bench = Bench { repo: repo.clone(), work, logs, qemu: args.qemu.clone(), dom0_xen, cache };
+    let bench = Bench { repo, work, logs, qemu: args.qemu.clone(), dom0_xen, cache };
 
-    let hello = images::build_hello(&repo, &args.cargo, &bench.work)?;
-    let minimal = images::build_minimal(&repo, &bench.work)?;
+    let all = args.parts.is_empty();
+    let mut complete = true;
+    if all || args.parts.contains(&Part::Startup) {
+        complete &= startup(&bench, args)?;
+    }
+    if all || args.parts.contains(&Part::Threads) {
+        if all || args.parts.contains(&Part::Startup) {
+            println!();
+        }
+        let options = threads::Options {
+            rounds: args.thread_rounds,
+            vcpus: args.thread_vcpus,
+            cargo: args.cargo.clone(),
+            notes: args.note.clone(),
+        };
+        let (text, done) = threads::run(&bench, &options)?;
+        print!("{text}");
+        complete &= done;
+    }
+    if args.keep_logs.is_some() {
+        eprintln!("bench: console logs kept in {}", bench.logs.display());
+    }
+    Ok(complete)
+}
+
+/// The start-up part: examples/hello against ci/minimal-guest; prints its table and returns
+/// false if a figure could not be measured.
+fn startup(bench: &Bench, args: &Args) -> Result<bool> {
+    let load_before = loadavg();
+    let date = now_utc();
+    let started = std::time::Instant::now();
+    let repo = &bench.repo;
+    let hello = images::build_hello(repo, &args.cargo, &bench.work)?;
+    let minimal = images::build_minimal(repo, &bench.work)?;
     let guests = [&hello, &minimal];
 
     // dom0 runs: in-guest hand-over to main, and Xen's last line to first output on the host.
@@ -132,7 +185,7 @@ fn run(args: &Args) -> Result<bool> {
             let (g, mib) = plan[(step + round) % plan.len()];
             let n = round * plan.len() + step + 1;
             let tag = format!("dom0-{:02}-{}-{mib}", n, file_name(&guests[g].built));
-            let run = dom0::run(&bench, &guests[g].built, &cmdline(guests[g])?, mib, &tag)?;
+            let run = dom0::run(bench, &guests[g].built, &cmdline(guests[g])?, mib, &tag)?;
             eprintln!(
                 "bench: dom0 run {n}/{total}: {} in {mib} MiB: {}",
                 guests[g].name,
@@ -171,7 +224,7 @@ fn run(args: &Args) -> Result<bool> {
             jobs.push(job(guest, mib)?);
         }
     }
-    let mut domu_results = domu::run_jobs(&bench, &jobs, "domu-1")?;
+    let mut domu_results = domu::run_jobs(bench, &jobs, "domu-1")?;
 
     // Fill in the reference from a domU run if no dom0 run gave one.
     for (g, slot) in reference.iter_mut().enumerate() {
@@ -227,7 +280,7 @@ fn run(args: &Args) -> Result<bool> {
         }
         let extra: Vec<Job> =
             more.iter().map(|&(g, mib)| job(guests[g], mib)).collect::<Result<_>>()?;
-        let results = domu::run_jobs(&bench, &extra, &format!("domu-{pass}"))?;
+        let results = domu::run_jobs(bench, &extra, &format!("domu-{pass}"))?;
         for (&(g, mib), r) in more.iter().zip(&results) {
             record(&mut tried, g, mib, r);
         }
@@ -245,23 +298,25 @@ fn run(args: &Args) -> Result<bool> {
     let (text, complete) =
         report.render(&date, &load_before, &loadavg(), started.elapsed().as_secs_f64(), args);
     print!("{text}");
-    if args.keep_logs.is_some() {
-        eprintln!("bench: console logs kept in {}", bench.logs.display());
-    }
     Ok(complete)
 }
 
-/// The guest command line the runner would give the image (framed console, a fresh seed).
-fn cmdline(image: &Image) -> Result<String> {
+/// 32 bytes from the host's generator, for a guest's `xen.seed`.
+fn random_seed() -> Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
         .context("reading /dev/urandom")?;
+    Ok(seed)
+}
+
+/// The guest command line the runner would give the image (framed console, a fresh seed).
+fn cmdline(image: &Image) -> Result<String> {
     let line = GuestCommandLine {
         log: None,
         env: Vec::new(),
         argv: vec![file_name(&image.built).into_bytes()],
-        seed: Some(seed),
+        seed: Some(random_seed()?),
     };
     Ok(line.encode()?)
 }
@@ -269,9 +324,12 @@ fn cmdline(image: &Image) -> Result<String> {
 fn job(image: &Image, memory_mib: u32) -> Result<Job> {
     Ok(Job {
         image: image.built.clone(),
+        ramdisk: None,
         label: format!("{}-{memory_mib}", file_name(&image.built)),
         cmdline: cmdline(image)?,
         memory_mib,
+        vcpus: 1,
+        timeout: domu::JOB_TIMEOUT,
     })
 }
 

@@ -55,6 +55,17 @@ pub fn ratio_at_most(value: f64, base: f64, limit: f64) -> (f64, String) {
     (ratio, distance)
 }
 
+/// How far the ratio `value / base` is from the target "at least `limit` times".
+pub fn ratio_at_least(value: f64, base: f64, limit: f64) -> (f64, String) {
+    let ratio = value / base;
+    let distance = if ratio >= limit {
+        format!("ratio {ratio:.2}: met, {} above", percent(ratio / limit - 1.0))
+    } else {
+        format!("ratio {ratio:.2}: {} below", percent(1.0 - ratio / limit))
+    };
+    (ratio, distance)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +88,8 @@ mod tests {
         assert_eq!(at_most(2.0, 2.0), "met, 0.0% under");
         assert_eq!(ratio_at_most(1.32, 1.0, 1.1).1, "ratio 1.32: 20% over");
         assert_eq!(ratio_at_most(1.0, 1.0, 1.1).1, "ratio 1.00: met, 9.1% under");
+        assert_eq!(ratio_at_least(9.0, 2.0, 3.0).1, "ratio 4.50: met, 50% above");
+        assert_eq!(ratio_at_least(5.0, 2.0, 3.0).1, "ratio 2.50: 17% below");
+        assert_eq!(ratio_at_least(1.0, 1.0, 1.0).1, "ratio 1.00: met, 0.0% above");
     }
 }
