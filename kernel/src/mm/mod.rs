@@ -110,6 +110,16 @@ mod target {
 
     /// Hands out `count` contiguous zeroed, mapped frames; returns the address of the first.
     pub fn alloc_frames(count: usize) -> Option<*mut u8> {
+        let ptr = alloc_frames_unzeroed(count)?;
+        // SAFETY: the frames are mapped and now belong to the caller alone.
+        unsafe { core::ptr::write_bytes(ptr, 0, count * PAGE_SIZE as usize) };
+        Some(ptr)
+    }
+
+    /// Hands out `count` contiguous mapped frames whose contents are whatever they held (for
+    /// stacks, which are written before they are read: zeroing a 256 KiB stack was most of a
+    /// thread spawn's cost).
+    pub fn alloc_frames_unzeroed(count: usize) -> Option<*mut u8> {
         let mut guard = MEMORY.lock();
         let memory = guard.as_mut()?;
         let first = memory.frames.alloc(count)?;
@@ -118,10 +128,7 @@ mod target {
             return None;
         }
         drop(guard);
-        let ptr = frame_va(first) as *mut u8;
-        // SAFETY: the frames are mapped and now belong to the caller alone.
-        unsafe { core::ptr::write_bytes(ptr, 0, count * PAGE_SIZE as usize) };
-        Some(ptr)
+        Some(frame_va(first) as *mut u8)
     }
 
     /// Takes back frames from `alloc_frames`; a bad range is refused and reported.
@@ -152,7 +159,7 @@ mod target {
     /// Allocates a stack of at least `bytes` with an unmapped guard page below it.
     pub fn alloc_stack(bytes: usize) -> Option<Stack> {
         let frames = bytes.div_ceil(PAGE_SIZE as usize) + 1;
-        let base = alloc_frames(frames)? as u64;
+        let base = alloc_frames_unzeroed(frames)? as u64;
         let mut guard = MEMORY.lock();
         if guard.as_mut()?.map.unmap(va_frame(base)).is_err() {
             drop(guard);
