@@ -396,3 +396,21 @@ fn the_image_carries_the_elf_notes_xen_needs() {
     let features = u32::from_le_bytes(note(17)[..4].try_into().unwrap());
     assert_ne!(features & (1 << 11), 0); // XEN_ELFNOTE_SUPPORTED_FEATURES has XENFEAT_dom0
 }
+
+#[test]
+fn a_panic_abort_profile_builds_and_aborts_as_on_linux() {
+    let dir = repo().join("target/guest-tests-abort");
+    let status = std::process::Command::new(toolchain().join("bin/cargo"))
+        .current_dir(repo().join("tests/guest"))
+        .args(["build", "--release", "--quiet", "--bin", "panics", "--target", "x86_64-unknown-xen"])
+        .args(["--config", "profile.release.panic=\"abort\"", "--target-dir"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let xen = run_image(&dir.join("x86_64-unknown-xen/release/panics"), Mode::Dom0, &[], &[]);
+    // With panic = "abort" the first panic (inside catch_unwind) already aborts, as on Linux.
+    assert_eq!(xen.status, 134, "stderr: {}", xen.stderr);
+    assert!(xen.stderr.contains("index out of bounds"), "{}", xen.stderr);
+    assert_eq!(xen.stdout, "");
+}
