@@ -78,7 +78,7 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
 
     let dom0 = si.flags & SIF_INITDOMAIN != 0;
     if !dom0 {
-        let pfn = paging_pfn_of_mfn(si.console_mfn);
+        let pfn = paging::m2p(si.console_mfn);
         if pfn >= si.nr_pages {
             hypercall::shutdown(ShutdownReason::Crash);
         }
@@ -117,12 +117,6 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
     // SAFETY: `stack.top` is the top of a fresh, mapped stack that nothing else uses; the main
     // stack is never freed.
     unsafe { switch_stack(stack.top, run_main) }
-}
-
-/// The pseudo-physical frame of machine frame `mfn`, by Xen's machine-to-phys table.
-fn paging_pfn_of_mfn(mfn: u64) -> u64 {
-    // SAFETY: Xen maps the machine-to-phys table read-only into every PV guest.
-    unsafe { ((crate::xen::abi::MACH2PHYS_VIRT_START + mfn * 8) as *const u64).read_volatile() }
 }
 
 /// Moves to the stack whose top is `top` and calls `next` there.

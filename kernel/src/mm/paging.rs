@@ -38,8 +38,9 @@ struct ScratchPage([u8; 4096]);
 static mut SCRATCH: ScratchPage = ScratchPage([0; 4096]);
 
 
-/// The machine-to-phys table Xen maps read-only into every PV guest.
-fn m2p(mfn: u64) -> u64 {
+/// The pseudo-physical frame of machine frame `mfn`, from the machine-to-phys table Xen maps
+/// read-only into every PV guest.
+pub fn m2p(mfn: u64) -> u64 {
     // SAFETY: Xen maps the table at `MACH2PHYS_VIRT_START` for every PV guest; an entry of a
     // frame this domain owns is readable.
     unsafe { ((MACH2PHYS_VIRT_START + mfn * 8) as *const u64).read_volatile() }

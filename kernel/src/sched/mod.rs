@@ -701,20 +701,16 @@ pub fn futex_wake(addr: *const u32, count: u32) -> u32 {
 pub fn current_id_and_guard() -> (u64, u64) {
     let was_masked = irq::mask();
     let me = current();
-    // SAFETY: the running thread is live.
-    let found = unsafe { ((*me).id, (*me).guard) };
+    // Before the scheduler starts, the boot thread is `main`, id 1, with no guard known yet.
+    // SAFETY: a non-null current thread is live.
+    let found = if me.is_null() { (1, 0) } else { unsafe { ((*me).id, (*me).guard) } };
     irq::restore(was_masked);
     found
 }
 
 /// The running thread's id (1 is `main`).
 pub fn current_id() -> u64 {
-    let was_masked = irq::mask();
-    let me = current();
-    // SAFETY: the running thread is live.
-    let id = if me.is_null() { 1 } else { unsafe { (*me).id } };
-    irq::restore(was_masked);
-    id
+    current_id_and_guard().0
 }
 
 /// The x87/SSE state a new thread (or vCPU) starts with.
