@@ -9,8 +9,8 @@
 #                     Xen takes 2.3 s to decompress a bzImage under QEMU
 # OUTDIR/initrd.cpio  busybox-static, the xl toolstack (xen-utils-4.17,
 #                     xenstore-utils) with its shared libraries, the Xen
-#                     backend modules, ci/dom0/init as /init, follow and
-#                     vif-bridge
+#                     backend modules, ci/dom0/init as /init, follow,
+#                     vif-bridge and the drivers' helpers (driver-lib.sh)
 #
 # The packages are fetched with apt-get download and unpacked with
 # dpkg-deb -x; nothing is installed into the host except the tools this
@@ -43,7 +43,7 @@ XEN_BINARIES="xl xenstored xenconsoled xenconsole xen-init-dom0
 MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback
 	xen-netback llc stp bridge"
 # Files of ci/dom0 that end up in the image (their hash is in the key).
-IMAGE_SOURCES="build.sh init follow.c vif-bridge"
+IMAGE_SOURCES="build.sh init follow.c vif-bridge driver-lib.sh"
 
 apt_quiet() { "$@" >>"$aptlog" 2>&1; }
 
@@ -220,7 +220,7 @@ assemble_root() {
 	mkdir -p "$root/bin" "$root/lib/modules" "$root/usr/lib/xen-4.17/bin" \
 		"$root/usr/bin" "$root/etc/xen/scripts" "$root/lib64" \
 		"$root/proc" "$root/sys" "$root/dev" "$root/run" "$root/tmp" \
-		"$root/var/lib" "$root/var/log" "$root/jobs"
+		"$root/var/lib" "$root/var/log" "$root/jobs" "$root/usr/lib/xenjob"
 	ln -s ../run "$root/var/run"
 	ln -s ../run/lock "$root/var/lock"
 
@@ -254,6 +254,7 @@ assemble_root() {
 
 	cp "$here/init" "$root/init"
 	cp "$here/vif-bridge" "$root/etc/xen/scripts/vif-bridge"
+	cp "$here/driver-lib.sh" "$root/usr/lib/xenjob/driver-lib.sh"
 	# xl reads this file first and complains on every call if it is absent.
 	echo "# xl defaults: none (ci/dom0/build.sh)" >"$root/etc/xen/xl.conf"
 	chmod 755 "$root/init" "$root/etc/xen/scripts/vif-bridge"

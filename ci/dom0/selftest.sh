@@ -1,8 +1,8 @@
 #!/bin/sh
 # Tests the harness itself on real Xen in QEMU: the minimal guest as dom0
 # (path 1) and as a domU under the Linux dom0 (path 2), every way a job can
-# end, live streaming, and byte-exact output of more than 1 MiB, also when
-# QEMU's stdout is read slowly.
+# end (also at its timeout), driver scripts, live streaming, and byte-exact
+# output of more than 1 MiB, also when QEMU's stdout is read slowly.
 #
 #   ci/dom0/selftest.sh [WORKDIR]     (default: ./target/harness)
 #
@@ -129,6 +129,50 @@ check "job 005 crash: Xen's reason forwarded" \
 	grep -qa '^@@XENJOB XEN .*Unhandled: vec 6, #UD' "$out"
 check "job 006 reboot: END reboot" [ "$(job_end "$out" 006)" = reboot ]
 check "job 007 not a kernel: END error" [ "$(job_end "$out" 007)" = error ]
+
+# --- Drivers, timeouts, and a name used twice -----------------------------
+# Job 1's driver reads xenstore, types into the console and exits 3; job 2
+# never stops by itself and has a driver that never ends either: dom0 must
+# stop both at the 3 s timeout; job 3 has job 2's name, and must get its own
+# console log all the same.
+tree=$logs/driver-jobs
+rm -rf "$tree"
+driver_job() {	# NNN IMAGE CMDLINE NAME
+	mkdir -p "$tree/jobs/$1"
+	cp "$2" "$tree/jobs/$1/image"
+	printf 'name = "%s"\ntype = "pv"\nkernel = "/jobs/%s/image"\ncmdline = "%s"\nmemory = 32\n' \
+		"$4" "$1" "$3" >"$tree/jobs/$1/xl.cfg"
+}
+driver_job 001 "$tguest" "xen.console=framed mg.ticks=4" talker
+cat >"$tree/jobs/001/driver" <<'EOF'
+wait_output 'tick 0'
+echo "name=$(xenstore-read /local/domain/$DOMID/name) job=$JOB"
+console_input 'typed'
+stty -F "$(console_tty)" -a 2>/dev/null | tr ' ' '\n' | grep -x -e -echo -e -opost | tr '\n' ' '
+echo
+exit 3
+EOF
+driver_job 002 "$tguest" "xen.console=framed mg.ticks=100000" again
+echo 3 >"$tree/jobs/002/timeout"
+echo 'sleep 1000' >"$tree/jobs/002/driver"
+driver_job 003 "$guest" "xen.console=framed" again
+(cd "$tree" && find jobs | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+	>"$logs/jobs-driver.cpio"
+out=$logs/dom0-driver.out
+timeout 300 "$here/boot.sh" "$work/dom0" "$logs/jobs-driver.cpio" </dev/null \
+	>"$out" 2>&1 || true
+check "driver job: xenstore, name, job number" \
+	grep -qa '^@@XENJOB DRIVER name=talker job=001' "$out"
+check "driver job: the console pty is raw" \
+	grep -qa '^@@XENJOB DRIVER -opost -echo' "$out"
+check "driver job: its status" grep -qa '^@@XENJOB DRIVEREXIT 3' "$out"
+check "driver job: END poweroff" [ "$(job_end "$out" 001)" = poweroff ]
+check "timeout job: END timeout" [ "$(job_end "$out" 002)" = timeout ]
+check "timeout job: its driver stopped" grep -qa '^@@XENJOB DRIVEREXIT 143' "$out"
+job_body "$out" 003 >"$logs/again.body"
+check "a name used twice: the second guest's own log" \
+	cmp "$logs/again.body" "$logs/hello-framed.expect"
+check "driver jobs: ALLDONE" grep -qa '^@@XENJOB ALLDONE' "$out"
 
 # --- A vif on the bridge, through the busybox hotplug script --------------
 JOB_CFG_EXTRA='vif = [ "bridge=xenbr0" ]' "$here/jobs-cpio.sh" \

@@ -50,6 +50,9 @@ pub struct CmdLine {
     /// Entropy from the toolstack (`xen.seed=HEX`), up to 32 bytes.
     pub seed: [u8; 32],
     pub seed_len: usize,
+    /// `xen.stdin=eof`: stdin is empty (the runner has no input to give); otherwise it reads
+    /// the console's input.
+    pub stdin_eof: bool,
 }
 
 impl CmdLine {
@@ -65,6 +68,7 @@ impl CmdLine {
             log: None,
             seed: [0; 32],
             seed_len: 0,
+            stdin_eof: false,
         }
     }
 
@@ -135,6 +139,13 @@ impl CmdLine {
                 }
             }
             b"log" => self.log = Some(Level::parse(value).ok_or(Error::BadValue(offset))?),
+            b"stdin" => {
+                self.stdin_eof = match value {
+                    b"console" => false,
+                    b"eof" => true,
+                    _ => return Err(Error::BadValue(offset)),
+                }
+            }
             b"seed" => {
                 if value.len() % 2 != 0 || value.len() > 64 {
                     return Err(Error::BadValue(offset));
@@ -280,6 +291,14 @@ mod tests {
         let c = parsed("E= -- p % x").unwrap();
         assert_eq!(c.env(0).unwrap(), b"E=");
         assert_eq!(args(&c), ["p", "", "x"]);
+    }
+
+    #[test]
+    fn stdin_is_console_or_eof() {
+        assert!(!parsed("").unwrap().stdin_eof);
+        assert!(parsed("xen.stdin=eof").unwrap().stdin_eof);
+        assert!(!parsed("xen.stdin=eof xen.stdin=console").unwrap().stdin_eof);
+        assert_eq!(parsed("xen.stdin=tty").err(), Some(Error::BadValue(0)));
     }
 
     #[test]

@@ -7,7 +7,6 @@
 // On the host only the pure logic is built, for its unit tests.
 #![cfg_attr(not(target_os = "none"), allow(unused_macros, dead_code))]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 #[macro_use]
@@ -28,6 +27,8 @@ pub mod backtrace;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+pub mod lifecycle;
+#[cfg(target_os = "none")]
 pub mod sched;
 #[cfg(target_os = "none")]
 pub mod syscalls;
@@ -35,7 +36,7 @@ pub mod syscalls;
 pub mod tls;
 
 #[cfg(target_os = "none")]
-pub use self::target::{abort, exit};
+pub use self::target::{abort, exit, exit_with};
 
 #[cfg(target_os = "none")]
 mod target {
@@ -46,10 +47,16 @@ mod target {
 
     /// Ends the guest with the program's exit status.
     pub fn exit(status: i32) -> ! {
+        exit_with(status, ShutdownReason::Poweroff)
+    }
+
+    /// Ends the guest with the program's exit status, asking Xen for `reason` (poweroff, or
+    /// reboot after the toolstack asked for one).
+    pub fn exit_with(status: i32, reason: ShutdownReason) -> ! {
         let mut record = LineBuf::new();
         let _ = write!(record, "{status}");
         console::finish(record.as_bytes());
-        hypercall::shutdown(ShutdownReason::Poweroff);
+        hypercall::shutdown(reason);
     }
 
     /// Ends the guest as `std::process::abort` does: as a crash.

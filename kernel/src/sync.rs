@@ -109,3 +109,66 @@ mod events {
     }
     pub fn restore(_was_masked: bool) {}
 }
+
+/// A lock that sleeps instead of spinning, for kernel code that blocks while holding it (a
+/// xenstore request waiting for room in the ring). Built on the scheduler's futexes: 0 is
+/// free, 1 held, 2 held with waiters.
+#[cfg(target_os = "none")]
+pub struct Mutex<T> {
+    state: core::sync::atomic::AtomicU32,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is only reached through a guard, and one guard exists at a time.
+#[cfg(target_os = "none")]
+unsafe impl<T: Send> Sync for Mutex<T> {}
+
+#[cfg(target_os = "none")]
+impl<T> Mutex<T> {
+    pub const fn new(data: T) -> Self {
+        Mutex { state: core::sync::atomic::AtomicU32::new(0), data: UnsafeCell::new(data) }
+    }
+
+    /// Waits (sleeping) for the lock. Must not be called from an upcall handler.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        if self.state.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            while self.state.swap(2, Ordering::Acquire) != 0 {
+                // SAFETY: `state` is a live atomic u32.
+                unsafe { crate::sched::futex_wait(self.state.as_ptr(), 2, u64::MAX) };
+            }
+        }
+        MutexGuard { lock: self }
+    }
+}
+
+/// Access to a [`Mutex`]'s data.
+#[cfg(target_os = "none")]
+pub struct MutexGuard<'a, T> {
+    lock: &'a Mutex<T>,
+}
+
+#[cfg(target_os = "none")]
+impl<T> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+#[cfg(target_os = "none")]
+impl<T> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+#[cfg(target_os = "none")]
+impl<T> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.lock.state.swap(0, Ordering::Release) == 2 {
+            crate::sched::futex_wake(self.lock.state.as_ptr(), 1);
+        }
+    }
+}

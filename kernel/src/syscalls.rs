@@ -5,7 +5,7 @@ use crate::xen::abi::errno;
 use crate::xen::console;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 2;
+pub const XK_ABI_VERSION: u32 = 3;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {
@@ -25,13 +25,18 @@ pub unsafe extern "C" fn xk_console_write(stream: u32, buf: *const u8, len: usiz
     console::write_stream(stream, bytes)
 }
 
-/// Reads stdin.
+/// Reads stdin: console input, waiting until some comes; 0 at its end.
 ///
-/// FIXME: console input is not wired up yet (it comes with the PV console's input ring), so
-/// stdin is always at its end.
+/// # Safety
+///
+/// `buf` must be valid for writes of `len` bytes.
 #[unsafe(no_mangle)]
-pub extern "C" fn xk_console_read(_buf: *mut u8, _len: usize) -> isize {
-    0
+pub unsafe extern "C" fn xk_console_read(buf: *mut u8, len: usize) -> isize {
+    if buf.is_null() || len == 0 {
+        return 0;
+    }
+    // SAFETY: the caller guarantees the buffer.
+    console::read_input(unsafe { core::slice::from_raw_parts_mut(buf, len) })
 }
 
 fn hand_out(item: Option<&'static [u8]>, len: *mut usize) -> *const u8 {
@@ -217,4 +222,228 @@ pub unsafe extern "C" fn xk_thread_set_name(name: *const u8, len: usize) {
     let name = unsafe { core::slice::from_raw_parts(name, len) };
     let (id, guard) = crate::sched::current_id_and_guard();
     console::thread_record(id, guard, name);
+}
+
+/// # Safety
+///
+/// `ptr` is null with `len` 0, or valid for reads of `len` bytes.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
+    if len == 0 {
+        return Some(&[]);
+    }
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the caller guarantees it.
+    Some(unsafe { core::slice::from_raw_parts(ptr, len) })
+}
+
+/// Copies `reply` into `out` (up to `cap` bytes) and returns its whole length, so that a
+/// caller with too small a buffer can tell.
+///
+/// # Safety
+///
+/// `out` is valid for writes of `cap` bytes.
+unsafe fn give(reply: &[u8], out: *mut u8, cap: usize) -> isize {
+    let take = reply.len().min(cap);
+    if take > 0 {
+        // SAFETY: the caller guarantees `out`; `take <= cap`.
+        unsafe { core::ptr::copy_nonoverlapping(reply.as_ptr(), out, take) };
+    }
+    reply.len() as isize
+}
+
+/// Sends a xenstore request of type `kind` (`XS_*`, those a program may send) in transaction
+/// `tx`, with the payload `first NUL` and, when `second_len` is not `usize::MAX`, `second`
+/// (no NUL added: a value, or NUL-separated permissions); waits for the reply until
+/// `deadline_ns` and copies it to `out`. Returns the reply's length or `-errno`.
+///
+/// # Safety
+///
+/// Each pointer is valid for its length (`second` is ignored when `second_len` is
+/// `usize::MAX`), `out` for writes of `cap` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_xenstore_request(
+    kind: u32,
+    tx: u32,
+    first: *const u8,
+    first_len: usize,
+    second: *const u8,
+    second_len: usize,
+    out: *mut u8,
+    cap: usize,
+    deadline_ns: u64,
+) -> isize {
+    use crate::xen::xenstore::wire::{self, MsgType};
+    let Some(kind) = MsgType::from_request(kind) else { return -errno::EINVAL };
+    // SAFETY: the caller guarantees the buffers.
+    let Some(first) = (unsafe { bytes(first, first_len) }) else { return -errno::EINVAL };
+    let has_path = !matches!(kind, MsgType::TransactionStart | MsgType::TransactionEnd | MsgType::GetDomainPath);
+    if has_path && wire::check_path(first).is_err() {
+        return -errno::EINVAL;
+    }
+    let second = if second_len == usize::MAX {
+        None
+    } else {
+        // SAFETY: as above.
+        match unsafe { bytes(second, second_len) } {
+            Some(b) => Some(b),
+            None => return -errno::EINVAL,
+        }
+    };
+    let mut parts: [(&[u8], bool); 2] = [(first, true), (&[], false)];
+    let count = if let Some(second) = second {
+        parts[1] = (second, false);
+        2
+    } else {
+        1
+    };
+    match crate::xen::xenstore::request(kind, tx, &parts[..count], deadline_ns) {
+        // SAFETY: the caller guarantees `out`.
+        Ok(reply) => unsafe { give(&reply, out, cap) },
+        Err(e) => e,
+    }
+}
+
+/// Watches `path` in xenstore; returns the watch's id (positive) or `-errno`.
+///
+/// # Safety
+///
+/// `path` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_xenstore_watch(path: *const u8, len: usize, deadline_ns: u64) -> i64 {
+    // SAFETY: the caller guarantees the path.
+    let Some(path) = (unsafe { bytes(path, len) }) else { return -errno::EINVAL as i64 };
+    match crate::xen::xenstore::watch(path, deadline_ns) {
+        Ok(id) => id as i64,
+        Err(e) => e as i64,
+    }
+}
+
+/// Waits for watch `id`'s next event; copies the changed path to `out` and returns its
+/// length, or `-errno` (`-ETIMEDOUT` at the deadline).
+///
+/// # Safety
+///
+/// `out` is valid for writes of `cap` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xk_xenstore_watch_next(id: u64, out: *mut u8, cap: usize, deadline_ns: u64) -> isize {
+    match crate::xen::xenstore::next_event(id, deadline_ns) {
+        // SAFETY: the caller guarantees `out`.
+        Ok(path) => unsafe { give(&path, out, cap) },
+        Err(e) => e,
+    }
+}
+
+/// Ends watch `id`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_xenstore_unwatch(id: u64, deadline_ns: u64) -> isize {
+    match crate::xen::xenstore::unwatch(id, deadline_ns) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+use crate::xen::evtchn::{self, Owner};
+
+fn own(port: u32) -> Result<(), isize> {
+    if evtchn::owner(port) == Owner::Program { Ok(()) } else { Err(-errno::EBADF) }
+}
+
+fn port_result(result: Result<u32, isize>) -> i64 {
+    match result {
+        Ok(port) => port as i64,
+        Err(e) => e as i64,
+    }
+}
+
+/// Allocates an event channel port that domain `remote_dom` may bind; returns it or `-errno`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_alloc_unbound(remote_dom: u32) -> i64 {
+    let Ok(remote) = u16::try_from(remote_dom) else { return -errno::EINVAL as i64 };
+    port_result(evtchn::alloc_unbound(remote, Owner::Program))
+}
+
+/// Binds a local port to `remote_port` of domain `remote_dom`; returns it or `-errno`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_bind_interdomain(remote_dom: u32, remote_port: u32) -> i64 {
+    let Ok(remote) = u16::try_from(remote_dom) else { return -errno::EINVAL as i64 };
+    port_result(evtchn::bind_interdomain(remote, remote_port, Owner::Program))
+}
+
+/// Signals the other end of the program's port `port`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_notify(port: u32) -> isize {
+    match own(port).and_then(|()| evtchn::notify(port)) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+/// The program's port `port`'s event count (wrapping), or `-EBADF` when it is not its own.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_count(port: u32) -> i64 {
+    match own(port) {
+        Ok(()) => evtchn::count(port) as i64,
+        Err(e) => e as i64,
+    }
+}
+
+/// Waits until the program's port `port` has had an event since its count was `seen`;
+/// returns the new count or `-errno` (`-ETIMEDOUT` at the deadline, `-EBADF` once closed).
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_wait(port: u32, seen: u32, deadline_ns: u64) -> i64 {
+    if let Err(e) = own(port) {
+        return e as i64;
+    }
+    let result = evtchn::wait(port, seen, deadline_ns);
+    if own(port).is_err() {
+        return -errno::EBADF as i64;
+    }
+    port_result(result)
+}
+
+/// Masks (`masked` 1) or unmasks (0) the program's port `port`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_set_mask(port: u32, masked: u32) -> isize {
+    let result = own(port).and_then(|()| if masked != 0 { evtchn::mask(port) } else { evtchn::unmask(port) });
+    match result {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+/// Closes the program's port `port`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_evtchn_close(port: u32) -> isize {
+    match own(port).and_then(|()| evtchn::close(port)) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+/// From now on the toolstack's shutdown and reboot requests go to the program
+/// (`xk_shutdown_next`) instead of ending it.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_shutdown_subscribe() -> isize {
+    if !crate::xen::xenstore::available() {
+        return -crate::xen::xenstore::ENODEV;
+    }
+    crate::lifecycle::subscribe();
+    0
+}
+
+/// Waits for the next request: 0 poweroff, 1 reboot, or `-ETIMEDOUT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_shutdown_next(deadline_ns: u64) -> isize {
+    match crate::lifecycle::next(deadline_ns) {
+        Ok(request) => request as isize,
+        Err(e) => e,
+    }
+}
+
+/// Ends the program with `status` and asks Xen to reboot the domain.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_exit_reboot(status: i32) -> ! {
+    crate::exit_with(status, crate::xen::abi::ShutdownReason::Reboot)
 }

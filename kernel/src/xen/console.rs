@@ -260,3 +260,110 @@ pub fn finish(what: &[u8]) {
     }
     console.flush();
 }
+
+/// Console input: bytes taken out of the ring's input half, waiting for a reader of stdin.
+struct Input {
+    buf: [u8; INPUT_BUF],
+    head: usize,
+    len: usize,
+}
+
+const INPUT_BUF: usize = 4096;
+const RING_IN_SIZE: u32 = 1024;
+
+static INPUT: crate::sync::SpinLock<Input> =
+    crate::sync::SpinLock::new(Input { buf: [0; INPUT_BUF], head: 0, len: 0 });
+/// Bumped when input arrives: the futex word readers wait on.
+static INPUT_COUNT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static INPUT_RING: core::sync::atomic::AtomicPtr<XenconsInterface> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+static INPUT_PORT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static INPUT_EOF: AtomicBool = AtomicBool::new(true);
+
+/// Starts taking input from the PV console ring (a domU), unless `eof` says stdin is empty.
+///
+/// # Safety
+///
+/// As for [`use_ring`], with the same page and port.
+pub unsafe fn start_input(ring: *mut XenconsInterface, port: u32, eof: bool) {
+    INPUT_RING.store(ring, Ordering::Release);
+    INPUT_PORT.store(port, Ordering::Release);
+    INPUT_EOF.store(eof, Ordering::Release);
+    if super::evtchn::set_handler(port, input_event).is_err() {
+        warn!("cannot listen on the console's event channel: no console input");
+        INPUT_EOF.store(true, Ordering::Release);
+    }
+}
+
+fn input_event(_port: u32) {
+    pump_input();
+}
+
+/// Moves what the backend put in the input ring into the input buffer, as far as it has room.
+fn pump_input() {
+    let ring = INPUT_RING.load(Ordering::Acquire);
+    if ring.is_null() {
+        return;
+    }
+    let mut input = INPUT.lock();
+    // SAFETY: `start_input` was given the mapped console page; `in_prod` is the backend's,
+    // read once; `in_cons` is ours.
+    let (cons, prod) = unsafe {
+        (addr_of!((*ring).in_cons).read_volatile(), addr_of!((*ring).in_prod).read_volatile())
+    };
+    let avail = prod.wrapping_sub(cons);
+    if avail == 0 {
+        return;
+    }
+    if avail > RING_IN_SIZE {
+        // No correct backend does this; skip what it claims, keep the ring usable.
+        warn!("console: the backend's input index is {avail} bytes ahead; input dropped");
+        // SAFETY: `in_cons` is ours to write.
+        unsafe { addr_of_mut!((*ring).in_cons).write_volatile(prod) };
+        return;
+    }
+    fence(Ordering::Acquire);
+    let take = (avail as usize).min(INPUT_BUF - input.len);
+    for i in 0..take {
+        // SAFETY: the index is reduced into `input`.
+        let byte = unsafe { addr_of!((*ring).input[(cons.wrapping_add(i as u32) % RING_IN_SIZE) as usize]).read_volatile() };
+        let at = (input.head + input.len) % INPUT_BUF;
+        input.buf[at] = byte;
+        input.len += 1;
+    }
+    fence(Ordering::Release);
+    // SAFETY: `in_cons` is ours to write.
+    unsafe { addr_of_mut!((*ring).in_cons).write_volatile(cons.wrapping_add(take as u32)) };
+    drop(input);
+    if take > 0 {
+        hypercall::evtchn_send(INPUT_PORT.load(Ordering::Acquire));
+        INPUT_COUNT.fetch_add(1, Ordering::AcqRel);
+        crate::sched::futex_wake(INPUT_COUNT.as_ptr(), u32::MAX);
+    }
+}
+
+/// Reads console input into `buf`, waiting until some has come; 0 means end of input (stdin
+/// was asked to be empty, or there is no console input, as dom0).
+pub fn read_input(buf: &mut [u8]) -> isize {
+    if buf.is_empty() || INPUT_EOF.load(Ordering::Acquire) {
+        return 0;
+    }
+    loop {
+        let seen = INPUT_COUNT.load(Ordering::Acquire);
+        pump_input();
+        {
+            let mut input = INPUT.lock();
+            let take = input.len.min(buf.len());
+            for slot in buf[..take].iter_mut() {
+                *slot = input.buf[input.head];
+                input.head = (input.head + 1) % INPUT_BUF;
+            }
+            input.len -= take;
+            if take > 0 {
+                return take as isize;
+            }
+        }
+        // SAFETY: the counter is a static atomic u32.
+        unsafe { crate::sched::futex_wait(INPUT_COUNT.as_ptr(), seen, u64::MAX) };
+    }
+}

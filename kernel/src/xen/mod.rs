@@ -5,5 +5,8 @@ pub mod abi;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod evtchn;
+pub mod grant;
 #[cfg(target_os = "none")]
 pub mod hypercall;
+pub mod xenbus;
+pub mod xenstore;

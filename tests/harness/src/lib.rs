@@ -1,9 +1,14 @@
 //! Helpers for the in-guest tests: building guest programs with the xen toolchain, booting them
 //! through `xen-runner`, and building the same programs for Linux to compare against.
+//!
+//! Dom0 runs boot one QEMU each ([`run`], about 1 s). DomU runs are declared as a list of
+//! [`DomUJob`]s in one [`DomUBatch`]: the first test that asks for a result runs the whole list
+//! in one dom0 boot (`xen-runner --batch`), and each test then checks its own job's result.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -91,15 +96,34 @@ pub enum Mode {
     DomU,
 }
 
+/// The runner: `$XEN_RUNNER` when set (e.g. `tools/target/release/xen-runner` while working on
+/// it), else the xen toolchain's.
+pub fn runner() -> PathBuf {
+    match std::env::var_os("XEN_RUNNER") {
+        Some(path) => path.into(),
+        None => toolchain().join("bin/xen-runner"),
+    }
+}
+
+/// The runner's variables that would change a run behind the test's back.
+const RUNNER_VARIABLES: [&str; 6] = [
+    "XEN_RUNNER_MODE",
+    "XEN_RUNNER_ENV",
+    "XEN_RUNNER_MEMORY",
+    "XEN_RUNNER_TIMEOUT",
+    "XEN_RUNNER_VCPUS",
+    "XEN_RUNNER_LOG",
+];
+
 /// Boots `image` through the runner with `options` (runner flags) and `args` (the program's).
 pub fn run_image(image: &Path, mode: Mode, options: &[&str], args: &[&str]) -> Run {
-    let mut cmd = Command::new(toolchain().join("bin/xen-runner"));
+    let mut cmd = Command::new(runner());
     cmd.arg("--mode").arg(match mode {
         Mode::Dom0 => "dom0",
         Mode::DomU => "domu",
     });
     cmd.args(["--timeout", "300"]).args(options).arg(image).args(args);
-    for var in ["XEN_RUNNER_MODE", "XEN_RUNNER_ENV", "XEN_RUNNER_MEMORY", "XEN_RUNNER_TIMEOUT"] {
+    for var in RUNNER_VARIABLES {
         cmd.env_remove(var);
     }
     cmd.output().expect("cannot start xen-runner").into()
@@ -138,4 +162,230 @@ pub fn without_thread_ids(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Where a domU job's image comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Image {
+    /// A binary of `tests/guest`.
+    Bin(&'static str),
+    /// A function that builds the image and returns its path (called once, before the boot).
+    Built(fn() -> PathBuf),
+}
+
+/// One guest of the domU batch: a program, its arguments and machine, and optionally a driver
+/// script that dom0 runs while the guest runs (`docs/harness.md`, "Driver scripts").
+#[derive(Clone, Copy, Debug)]
+pub struct DomUJob {
+    /// The name its test asks for the result by.
+    pub name: &'static str,
+    /// The guest image.
+    pub image: Image,
+    /// The program's arguments.
+    pub args: &'static [&'static str],
+    /// The program's whole environment.
+    pub env: &'static [(&'static str, &'static str)],
+    /// Guest memory in MiB (the runner's default, 64, when `None`).
+    pub memory_mib: Option<u32>,
+    /// Guest vCPUs (1 when `None`).
+    pub vcpus: Option<u32>,
+    /// After this many seconds dom0 destroys the guest (status 124).
+    pub timeout_secs: u32,
+    /// A shell script for dom0, run with `sh -e` once the guest exists, with `$DOMID`, `$NAME`,
+    /// `$JOB`, `$CONSOLE_LOG` and the helpers `wait_output TEXT [SECS]` and `console_input TEXT`.
+    pub driver: Option<&'static str>,
+    /// Lines added to the guest's xl config.
+    pub xl: &'static [&'static str],
+}
+
+impl DomUJob {
+    /// A job that boots `tests/guest`'s binary `bin`.
+    pub const fn bin(name: &'static str, bin: &'static str) -> Self {
+        Self::new(name, Image::Bin(bin))
+    }
+
+    /// A job that boots the image `build` makes.
+    pub const fn built(name: &'static str, build: fn() -> PathBuf) -> Self {
+        Self::new(name, Image::Built(build))
+    }
+
+    const fn new(name: &'static str, image: Image) -> Self {
+        Self {
+            name,
+            image,
+            args: &[],
+            env: &[],
+            memory_mib: None,
+            vcpus: None,
+            timeout_secs: 120,
+            driver: None,
+            xl: &[],
+        }
+    }
+
+    /// Gives the program these arguments.
+    pub const fn args(self, args: &'static [&'static str]) -> Self {
+        Self { args, ..self }
+    }
+
+    /// Gives the program this environment.
+    pub const fn env(self, env: &'static [(&'static str, &'static str)]) -> Self {
+        Self { env, ..self }
+    }
+
+    /// Gives the guest this much memory.
+    pub const fn memory(self, mib: u32) -> Self {
+        Self { memory_mib: Some(mib), ..self }
+    }
+
+    /// Gives the guest this many vCPUs.
+    pub const fn vcpus(self, vcpus: u32) -> Self {
+        Self { vcpus: Some(vcpus), ..self }
+    }
+
+    /// Lets the guest run this long (120 s unless given).
+    pub const fn timeout(self, secs: u32) -> Self {
+        Self { timeout_secs: secs, ..self }
+    }
+
+    /// Runs this script in dom0 while the guest runs.
+    pub const fn driver(self, script: &'static str) -> Self {
+        Self { driver: Some(script), ..self }
+    }
+
+    /// Adds these lines to the guest's xl config.
+    pub const fn xl(self, lines: &'static [&'static str]) -> Self {
+        Self { xl: lines, ..self }
+    }
+
+    fn manifest_entry(&self) -> serde_json::Value {
+        let image = match self.image {
+            Image::Bin(bin) => xen_bins().join(bin),
+            Image::Built(build) => build(),
+        };
+        let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut entry = serde_json::json!({
+            "name": self.name,
+            "image": image,
+            "args": self.args,
+            "env": env,
+            "timeout": self.timeout_secs,
+            "xl": self.xl,
+        });
+        let fields = [
+            ("memory", self.memory_mib.map(Into::into)),
+            ("vcpus", self.vcpus.map(Into::into)),
+            ("driver", self.driver.map(Into::into)),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                entry[key] = value;
+            }
+        }
+        entry
+    }
+}
+
+/// What a domU job gave: the run as a single `--mode domu` run would give it, and its driver's
+/// output and status.
+#[derive(Debug)]
+pub struct DomUResult {
+    /// The runner's status, the program's stdout, and its stderr with the runner's messages.
+    pub run: Run,
+    /// What the driver printed (stdout and stderr).
+    pub driver_output: String,
+    /// The driver's exit status; `None` without a driver (or when it never started).
+    pub driver_status: Option<i32>,
+    /// How dom0 ended the job: `poweroff`, `reboot`, `crash`, `error`, `timeout`, ...
+    pub end: String,
+    /// The guest's xl domain name.
+    pub domain: String,
+    /// Seconds from the job's beginning to its end.
+    pub seconds: Option<f64>,
+}
+
+impl std::ops::Deref for DomUResult {
+    type Target = Run;
+
+    fn deref(&self) -> &Run {
+        &self.run
+    }
+}
+
+/// Every domU job of a test binary, run in one dom0 boot by the first test that needs one.
+pub struct DomUBatch {
+    jobs: &'static [DomUJob],
+    results: OnceLock<Result<Vec<DomUResult>, String>>,
+}
+
+impl DomUBatch {
+    /// Declares the batch; nothing runs until [`DomUBatch::result`] is first called.
+    pub const fn new(jobs: &'static [DomUJob]) -> Self {
+        Self { jobs, results: OnceLock::new() }
+    }
+
+    /// Returns the result of the job `name`, running the whole batch first if no test has.
+    pub fn result(&self, name: &str) -> &DomUResult {
+        let results = self.results.get_or_init(|| run_batch(self.jobs));
+        let results = results.as_ref().unwrap_or_else(|why| panic!("the domU batch failed: {why}"));
+        let at = self.jobs.iter().position(|j| j.name == name);
+        let at = at.unwrap_or_else(|| panic!("no domU job is named {name:?}"));
+        &results[at]
+    }
+}
+
+/// Runs the jobs through `xen-runner --batch` and reads the results.
+fn run_batch(jobs: &[DomUJob]) -> Result<Vec<DomUResult>, String> {
+    let dir = repo().join("target/harness-batch");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let manifest = dir.join(format!("manifest-{}.json", std::process::id()));
+    let results = dir.join(format!("results-{}.json", std::process::id()));
+    let entries: Vec<serde_json::Value> = jobs.iter().map(DomUJob::manifest_entry).collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "jobs": entries })).unwrap();
+    std::fs::write(&manifest, text).map_err(|e| format!("writing the manifest: {e}"))?;
+    let _ = std::fs::remove_file(&results);
+    let mut cmd = Command::new(runner());
+    cmd.arg("--batch").arg(&manifest).arg("--results").arg(&results);
+    for var in RUNNER_VARIABLES {
+        cmd.env_remove(var);
+    }
+    let started = Instant::now();
+    let out = cmd.output().map_err(|e| format!("cannot start {}: {e}", runner().display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&results).map_err(|e| {
+        format!("no results ({e}); the runner exited with {}: {stderr}", out.status)
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let jobs_read = value["jobs"].as_array().ok_or("no jobs in the results")?;
+    let read: Vec<DomUResult> = jobs_read.iter().map(domu_result).collect();
+    println!(
+        "domU batch: {} jobs in {} boot(s), {:.1} s",
+        read.len(),
+        value["boots"],
+        started.elapsed().as_secs_f64()
+    );
+    for (job, result) in jobs.iter().zip(&read) {
+        let seconds = result.seconds.unwrap_or_default();
+        println!("  {}: status {}, {} after {seconds:.2} s", job.name, result.status, result.end);
+    }
+    if read.len() != jobs.len() {
+        return Err(format!("{} results for {} jobs: {stderr}", read.len(), jobs.len()));
+    }
+    Ok(read)
+}
+
+fn domu_result(job: &serde_json::Value) -> DomUResult {
+    let text = |key: &str| job[key].as_str().unwrap_or_default().to_owned();
+    DomUResult {
+        run: Run {
+            status: job["status"].as_i64().map_or(-1, |s| s as i32),
+            stdout: text("stdout"),
+            stderr: text("stderr"),
+        },
+        driver_output: text("driver_output"),
+        driver_status: job["driver_status"].as_i64().map(|s| s as i32),
+        end: text("end"),
+        domain: text("domain"),
+        seconds: job["seconds"].as_f64(),
+    }
 }

@@ -1,13 +1,70 @@
 //! In-guest tests on the real Xen hypervisor, inside QEMU: each boots a std program through the
-//! runner, as dom0 (about 1 s a boot) or as a domU under a Linux dom0 (about 8 s), and checks
-//! what it printed and how it ended; where the program also runs on Linux, the two must agree.
+//! runner, as dom0 (about 1 s a boot) or as a domU under a Linux dom0, and checks what it printed
+//! and how it ended; where the program also runs on Linux, the two must agree.
+//!
+//! Every domU guest is a job of [`DOMU`]: the first test that needs one boots the Linux dom0 once
+//! (about 8 s) and runs all the jobs in it one after another (2 to 6 s each here); each test then
+//! checks its own job's result. A new domU test is a line in the list and a `#[test]` that asks
+//! `DOMU.result("its name")`.
 
-use xen_harness::{Mode, repo, run, run_image, run_linux, toolchain, without_thread_ids, xen_bins};
+use xen_harness::{
+    DomUBatch, DomUJob, Mode, Run, repo, run, run_image, run_linux, toolchain, without_thread_ids,
+    xen_bins,
+};
+
+/// The domU jobs, in the order dom0 runs them.
+static DOMU: DomUBatch = DomUBatch::new(&[
+    DomUJob::built("hello", hello_xen_image).env(HELLO_ENV).args(HELLO_ARGS),
+    DomUJob::bin("args_env", "args_env").env(&[("HOME", "/home/x")]).args(&["one", "two three"]),
+    DomUJob::bin("exit_status", "exit_status").args(&["42"]),
+    DomUJob::bin("crash", "crash"),
+    DomUJob::bin("threads_on_two_vcpus", "threads").vcpus(2),
+    DomUJob::bin("stack_overflow", "stack_overflow").args(&["thread"]),
+    DomUJob::bin("sleeps_forever", "sleeper").timeout(5).driver(WATCH_FOREVER),
+    DomUJob::bin("after_a_timeout", "sleeper").args(&["3"]).driver(LOOK_AROUND),
+    DomUJob::bin("driven", "sleeper").args(&["2"]).driver(TALK_TO_THE_GUEST),
+    // Xen services (xen_services.rs).
+    DomUJob::bin("console_input", "console_input").driver(xen_services::TYPE_LINES),
+    DomUJob::bin("xenstore_basics", "xenstore").args(&["basics"]).vcpus(2).driver(xen_services::XENSTORE_PEER),
+    DomUJob::bin("xenstore_threads", "xenstore").args(&["threads"]).vcpus(2),
+    DomUJob::bin("xenstore_hostile", "xenstore").args(&["hostile"]).driver(xen_services::HOSTILE_DOM0),
+    DomUJob::bin("event_channels", "evtchn").vcpus(2),
+    DomUJob::bin("shutdown_unhandled", "lifecycle").args(&["unhandled"]).driver(xen_services::XL_SHUTDOWN),
+    DomUJob::bin("shutdown_handled", "lifecycle").args(&["handled"]).driver(xen_services::XL_SHUTDOWN),
+    DomUJob::bin("reboot_handled", "lifecycle").args(&["reboot"]).driver(xen_services::XL_REBOOT),
+    DomUJob::bin("reboot_unhandled", "lifecycle").args(&["unhandled"]).driver(xen_services::XL_REBOOT),
+    DomUJob::bin("destroyed", "lifecycle").args(&["unhandled"]).driver(xen_services::XL_DESTROY),
+    DomUJob::bin("after_a_destroy", "sleeper").args(&["2"]).driver(xen_services::LOOK_AROUND_AFTER_DESTROY),
+]);
+
+#[path = "guest/xen_services.rs"]
+mod xen_services;
+
+/// A driver that never ends by itself: dom0 must stop it with the guest.
+const WATCH_FOREVER: &str = "xenstore-watch /local/domain/$DOMID/name\n";
+
+/// What is left in dom0 from earlier jobs, seen from the next one.
+const LOOK_AROUND: &str = "wait_output 'sleeping for'
+echo \"domains: $(xl list | awk 'NR > 1 { print $1 }' | tr '\\n' ' ')\"
+echo \"console logs: $(ls /var/log/xen/console | tr '\\n' ' ')\"
+echo \"followers: $(pidof follow | wc -w), watchers: $(pidof xenstore-watch | wc -w)\"
+";
+
+/// Reads the guest's name from xenstore and follows its output.
+const TALK_TO_THE_GUEST: &str = "wait_output 'sleeping for 2 s'
+echo \"name: $(xenstore-read /local/domain/$DOMID/name)\"
+console_input 'typed into the console'
+wait_output 'woke up' 20
+echo 'saw the guest wake up'
+";
 
 fn assert_same_as_linux(name: &str, mode: Mode, env: &[(&str, &str)], args: &[&str]) {
     let options: Vec<String> = env.iter().map(|(k, v)| format!("--env={k}={v}")).collect();
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
-    let xen = run(name, mode, &options, args);
+    assert_agrees_with_linux(&run(name, mode, &options, args), name, env, args);
+}
+
+fn assert_agrees_with_linux(xen: &Run, name: &str, env: &[(&str, &str)], args: &[&str]) {
     let linux = run_linux(name, env, args);
     assert_eq!(xen.stdout, linux.stdout, "stdout differs from Linux; stderr: {}", xen.stderr);
     assert_eq!(without_thread_ids(&xen.stderr), without_thread_ids(&linux.stderr));
@@ -35,35 +92,37 @@ fn hello_prints_what_it_prints_on_linux_as_dom0() {
     assert_eq!(xen.stderr, "this line goes to stderr\n");
 }
 
-/// examples/hello built for Xen and for Linux, and run on both: everything must agree.
-fn hello_matches_linux(mode: Mode) {
-    let hello = repo().join("examples/hello");
-    let build = |cargo: std::path::PathBuf, target: Option<&str>, dir: &str| {
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.current_dir(&hello).args(["build", "--release", "--quiet", "--target-dir"]);
-        cmd.arg(repo().join(dir));
-        if let Some(target) = target {
-            cmd.args(["--target", target]);
-        } else {
-            cmd.env_remove("RUSTC");
-        }
-        assert!(cmd.status().unwrap().success());
-    };
-    build(toolchain().join("bin/cargo"), Some("x86_64-unknown-xen"), "target/hello-xen");
-    build("/usr/bin/cargo".into(), None, "target/hello-linux");
-    let args = ["7", "two words", ""];
-    let xen = run_image(
-        &repo().join("target/hello-xen/x86_64-unknown-xen/release/hello"),
-        mode,
-        &["--env=HELLO_NAME=Xen"],
-        &args,
-    );
+const HELLO_ENV: &[(&str, &str)] = &[("HELLO_NAME", "Xen")];
+const HELLO_ARGS: &[&str] = &["7", "two words", ""];
+
+/// Builds examples/hello with `cargo` (for Xen when `target` is given) into `target/DIR`.
+fn build_hello(cargo: std::path::PathBuf, target: Option<&str>, dir: &str) {
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(repo().join("examples/hello"));
+    cmd.args(["build", "--release", "--quiet", "--target-dir"]).arg(repo().join(dir));
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
+    } else {
+        cmd.env_remove("RUSTC");
+    }
+    assert!(cmd.status().unwrap().success());
+}
+
+/// examples/hello built for Xen.
+fn hello_xen_image() -> std::path::PathBuf {
+    build_hello(toolchain().join("bin/cargo"), Some("x86_64-unknown-xen"), "target/hello-xen");
+    repo().join("target/hello-xen/x86_64-unknown-xen/release/hello")
+}
+
+/// examples/hello run on Xen (`xen`) and built for and run on Linux: everything must agree.
+fn assert_hello_matches_linux(xen: &Run) {
+    build_hello("/usr/bin/cargo".into(), None, "target/hello-linux");
     use std::os::unix::process::CommandExt;
-    let linux: xen_harness::Run = std::process::Command::new(repo().join("target/hello-linux/release/hello"))
+    let linux: Run = std::process::Command::new(repo().join("target/hello-linux/release/hello"))
         .arg0("hello")
         .env_clear()
-        .env("HELLO_NAME", "Xen")
-        .args(args)
+        .envs(HELLO_ENV.iter().copied())
+        .args(HELLO_ARGS)
         .output()
         .unwrap()
         .into();
@@ -74,12 +133,14 @@ fn hello_matches_linux(mode: Mode) {
 
 #[test]
 fn hello_prints_exactly_what_it_prints_on_linux_as_dom0() {
-    hello_matches_linux(Mode::Dom0);
+    let options: Vec<String> = HELLO_ENV.iter().map(|(k, v)| format!("--env={k}={v}")).collect();
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    assert_hello_matches_linux(&run_image(&hello_xen_image(), Mode::Dom0, &options, HELLO_ARGS));
 }
 
 #[test]
 fn hello_prints_exactly_what_it_prints_on_linux_as_domu() {
-    hello_matches_linux(Mode::DomU);
+    assert_hello_matches_linux(DOMU.result("hello"));
 }
 
 #[test]
@@ -94,7 +155,8 @@ fn args_and_env_reach_the_program_as_dom0() {
 
 #[test]
 fn args_and_env_reach_the_program_as_domu() {
-    assert_same_as_linux("args_env", Mode::DomU, &[("HOME", "/home/x")], &["one", "two three"]);
+    let xen = DOMU.result("args_env");
+    assert_agrees_with_linux(xen, "args_env", &[("HOME", "/home/x")], &["one", "two three"]);
 }
 
 #[test]
@@ -108,7 +170,7 @@ fn exit_statuses_come_back_as_dom0() {
 
 #[test]
 fn exit_status_comes_back_as_domu() {
-    let xen = run("exit_status", Mode::DomU, &[], &["42"]);
+    let xen = DOMU.result("exit_status");
     assert_eq!(xen.status, 42, "stderr: {}", xen.stderr);
     assert_eq!(xen.stdout, "exiting with 42\n");
 }
@@ -136,7 +198,7 @@ fn a_read_of_an_unmapped_address_is_a_symbolized_crash() {
 
 #[test]
 fn a_crash_is_reported_as_domu_too() {
-    let xen = run("crash", Mode::DomU, &[], &[]);
+    let xen = DOMU.result("crash");
     assert_eq!(xen.status, 139, "stderr: {}", xen.stderr);
     assert!(xen.stderr.contains("read_unmapped"), "{}", xen.stderr);
 }
@@ -217,7 +279,7 @@ fn two_busy_threads_run_at_once_on_two_vcpus() {
 
 #[test]
 fn threads_run_as_domu_on_two_vcpus() {
-    let xen = run("threads", Mode::DomU, &["--vcpus=2"], &[]);
+    let xen = DOMU.result("threads_on_two_vcpus");
     assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
     assert_eq!(xen.stdout, THREADS_STDOUT);
 }
@@ -276,10 +338,44 @@ fn a_stack_overflow_is_reported_as_on_linux() {
 
 #[test]
 fn a_stack_overflow_is_reported_as_domu_too() {
-    let xen = run("stack_overflow", Mode::DomU, &[], &["thread"]);
+    let xen = DOMU.result("stack_overflow");
     assert_eq!(xen.status, 134, "stderr: {}", xen.stderr);
     let stderr = without_thread_ids(&xen.stderr);
     assert!(stderr.contains("thread 'deep' has overflowed its stack"), "{}", xen.stderr);
+}
+
+#[test]
+fn a_guest_that_never_ends_is_stopped_at_its_timeout_and_the_next_job_runs_clean() {
+    let stuck = DOMU.result("sleeps_forever");
+    assert_eq!((stuck.status, stuck.end.as_str()), (124, "timeout"), "stderr: {}", stuck.stderr);
+    assert_eq!(stuck.stdout, "sleeping forever\n");
+    assert_eq!(stuck.stderr, "xen-runner: the guest ran past the timeout of 5 s; stopped it\n");
+    // Its driver never ends by itself: dom0 stopped it with the guest.
+    assert!(stuck.driver_output.contains("/local/domain/"), "{}", stuck.driver_output);
+    assert_eq!(stuck.driver_status, Some(143), "{}", stuck.driver_output);
+
+    let next = DOMU.result("after_a_timeout");
+    assert_eq!(next.status, 0, "stderr: {}", next.stderr);
+    assert_eq!(next.stdout, "sleeping for 3 s\nwoke up\n");
+    assert_eq!(next.end, "poweroff");
+    assert_ne!(next.domain, stuck.domain);
+    // Only this guest's domain, console log and follower are there; the earlier driver is gone.
+    let expected = format!(
+        "domains: Domain-0 {0} \nconsole logs: guest-{0}.log \nfollowers: 1, watchers: 0\n",
+        next.domain
+    );
+    assert_eq!(next.driver_output, expected);
+    assert_eq!(next.driver_status, Some(0));
+}
+
+#[test]
+fn a_driver_script_reads_xenstore_and_follows_the_guests_output() {
+    let driven = DOMU.result("driven");
+    assert_eq!(driven.status, 0, "stderr: {}", driven.stderr);
+    assert_eq!(driven.stdout, "sleeping for 2 s\nwoke up\n");
+    let expected = format!("name: {}\nsaw the guest wake up\n", driven.domain);
+    assert_eq!(driven.driver_output, expected);
+    assert_eq!(driven.driver_status, Some(0));
 }
 
 /// Rust's own std tests (`library/std/tests` of Debian's 1.96.0 source, built by

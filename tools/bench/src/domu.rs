@@ -162,6 +162,7 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
             memory_mib: job.memory_mib,
             vcpus: job.vcpus,
             cmdline: job.cmdline.clone(),
+            extra_lines: Vec::new(),
         };
         let Some(ramdisk) = &job.ramdisk else {
             cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, config.render()?.as_bytes())?;
@@ -256,7 +257,8 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
                 deadline = line.at + GAP_TIMEOUT;
             }
             Some(Marker::AllDone) => break,
-            Some(Marker::Xen(_)) => {}
+            // The bench's jobs have no driver.
+            Some(Marker::Xen(_) | Marker::Driver(_) | Marker::DriverExit(_)) => {}
             Some(Marker::Other(rest)) => {
                 let rest = clean(rest);
                 if let Some(xl) = rest.strip_prefix("XL ") {

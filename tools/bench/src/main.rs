@@ -317,6 +317,7 @@ fn cmdline(image: &Image) -> Result<String> {
         env: Vec::new(),
         argv: vec![file_name(&image.built).into_bytes()],
         seed: Some(random_seed()?),
+        stdin_eof: true,
     };
     Ok(line.encode()?)
 }

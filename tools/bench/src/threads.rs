@@ -104,6 +104,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     env: Vec::new(),
                     argv,
                     seed: Some(random_seed()?),
+                    stdin_eof: true,
                 };
                 Job {
                     image: guests.xen.clone(),

@@ -56,6 +56,9 @@ pub struct GuestCommandLine {
     pub argv: Vec<Vec<u8>>,
     /// Entropy for the guest's random generator (`xen.seed=`), when given.
     pub seed: Option<[u8; 32]>,
+    /// `xen.stdin=eof`: the guest's stdin is empty, because nothing will type into its
+    /// console.
+    pub stdin_eof: bool,
 }
 
 /// Why a command line could not be built.
@@ -119,6 +122,9 @@ impl GuestCommandLine {
     /// Encodes the command line and checks it against Xen's limit.
     pub fn encode(&self) -> Result<String, CmdlineError> {
         let mut line = String::from("xen.console=framed");
+        if self.stdin_eof {
+            line.push_str(" xen.stdin=eof");
+        }
         if let Some(level) = self.log {
             line.push_str(" xen.log=");
             line.push_str(level.as_str());
@@ -215,6 +221,7 @@ mod tests {
             env: env.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect(),
             argv: argv.iter().map(|a| a.to_vec()).collect(),
             seed: None,
+            stdin_eof: false,
         }
         .encode()
     }
@@ -231,10 +238,11 @@ mod tests {
             env: vec![(b"RUST_BACKTRACE".to_vec(), b"1".to_vec())],
             argv: vec![b"app".to_vec(), b"-v".to_vec()],
             seed: Some([0xab; 32]),
+            stdin_eof: true,
         };
         assert_eq!(
             cmdline.encode().unwrap(),
-            format!("xen.console=framed xen.log=debug xen.seed={} RUST_BACKTRACE=1 -- app -v", "ab".repeat(32))
+            format!("xen.console=framed xen.stdin=eof xen.log=debug xen.seed={} RUST_BACKTRACE=1 -- app -v", "ab".repeat(32))
         );
     }
 

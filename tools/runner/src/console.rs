@@ -16,7 +16,7 @@ use crate::status::GuestExit;
 const TAIL_LINES: usize = 100;
 
 /// A line longer than this without LF is cut, to bound memory.
-const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 
 /// Malformed-record warnings shown before the rest are counted only.
 const MAX_WARNINGS: usize = 20;
@@ -149,6 +149,21 @@ impl<O: Write, E: Write> Console<O, E> {
         &mut self.err
     }
 
+    /// Returns the writers of the program's stdout and stderr.
+    pub fn into_writers(self) -> (O, E) {
+        (self.out, self.err)
+    }
+
+    /// Returns the writer of the program's stdout.
+    pub fn out_ref(&self) -> &O {
+        &self.out
+    }
+
+    /// Returns the writer of the program's stderr (and the runner's messages).
+    pub fn err_ref(&self) -> &E {
+        &self.err
+    }
+
     /// Handles one line.
     fn line(&mut self, line: &[u8]) -> io::Result<Option<Event>> {
         let split = framing::split_line(line);
@@ -192,7 +207,9 @@ impl<O: Write, E: Write> Console<O, E> {
                 }
                 Ok(None)
             }
-            // FATAL and XL lines say why a job failed: keep them.
+            // A driver's lines concern a batch (`demux`); a single run has none.
+            Marker::Driver(_) | Marker::DriverExit(_) => Ok(None),
+            // FATAL, XL and WARN lines say why a job failed: keep them.
             Marker::Other(text) => {
                 let mut line = b"@@XENJOB ".to_vec();
                 line.extend_from_slice(text);

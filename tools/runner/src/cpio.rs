@@ -20,6 +20,8 @@ const TRAILER: &str = "TRAILER!!!";
 pub const S_IFREG: u32 = 0o100000;
 /// A file type and permission bits: a directory.
 pub const S_IFDIR: u32 = 0o040000;
+/// A file type and permission bits: a symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
 
 /// Writes one newc archive.
 pub struct CpioWriter<W: Write> {
@@ -44,6 +46,11 @@ impl<W: Write> CpioWriter<W> {
     /// Adds a regular file.
     pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
         self.entry(path, S_IFREG | (perm & 0o7777), 1, data)
+    }
+
+    /// Adds a symbolic link to `target` (its data is the target's path).
+    pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+        self.entry(path, S_IFLNK | 0o777, 1, target.as_bytes())
     }
 
     /// Writes the trailer, pads the archive to 512 bytes, and returns the
@@ -97,6 +104,7 @@ fn pad4(buf: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// One entry read back from an archive.
     #[derive(Debug, PartialEq)]
@@ -143,12 +151,16 @@ mod tests {
         cpio.file("jobs/001/xl.cfg", 0o644, b"name = \"x\"\n").unwrap();
         cpio.file("jobs/001/image", 0o755, &[0x7f, b'E', b'L', b'F', 1]).unwrap();
         cpio.file("empty", 0o600, b"").unwrap();
+        cpio.symlink("jobs/002", "001").unwrap();
         let bytes = cpio.finish().unwrap();
 
         assert_eq!(bytes.len() % 512, 0);
         let entries = read_all(&bytes);
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["jobs", "jobs/001", "jobs/001/xl.cfg", "jobs/001/image", "empty"]);
+        assert_eq!(
+            names,
+            ["jobs", "jobs/001", "jobs/001/xl.cfg", "jobs/001/image", "empty", "jobs/002"]
+        );
         assert_eq!(entries[0].mode, 0o40755);
         assert_eq!(entries[0].nlink, 2);
         assert_eq!(entries[2].mode, 0o100644);
@@ -156,6 +168,8 @@ mod tests {
         assert_eq!(entries[3].data, [0x7f, b'E', b'L', b'F', 1]);
         assert_eq!(entries[3].mode, 0o100755);
         assert_eq!(entries[4].data, b"");
+        assert_eq!(entries[5].mode, 0o120777);
+        assert_eq!(entries[5].data, b"001");
     }
 
     #[test]
@@ -200,6 +214,7 @@ mod tests {
         let mut cpio = CpioWriter::new(Vec::new());
         cpio.dir("jobs", 0o755).unwrap();
         cpio.file("jobs/f", 0o644, b"123\n").unwrap();
+        cpio.symlink("jobs/g", "f").unwrap();
         let bytes = cpio.finish().unwrap();
         let mut child = std::process::Command::new("cpio")
             .args(["-i", "-d", "--quiet"])
@@ -210,5 +225,7 @@ mod tests {
         child.stdin.take().unwrap().write_all(&bytes).unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(std::fs::read(dir.path().join("jobs/f")).unwrap(), b"123\n");
+        assert_eq!(std::fs::read(dir.path().join("jobs/g")).unwrap(), b"123\n");
+        assert_eq!(std::fs::read_link(dir.path().join("jobs/g")).unwrap(), Path::new("f"));
     }
 }

@@ -1,15 +1,19 @@
-//! Drives the Linux dom0 harness of `ci/dom0` for `--mode domu`.
+//! Drives the Linux dom0 harness of `ci/dom0` for `--mode domu` and `--batch`.
 //!
 //! `ci/dom0/build.sh OUTDIR` makes `OUTDIR/vmlinux` and `OUTDIR/initrd.cpio`.
-//! The runner appends a cpio archive holding `/jobs/001/xl.cfg` and
-//! `/jobs/001/image`; the harness's init creates the guest and reports on the
-//! console:
+//! The runner appends a cpio archive holding, for each job NNN, `/jobs/NNN/xl.cfg`,
+//! `/jobs/NNN/image` and optionally `/jobs/NNN/driver` and `/jobs/NNN/timeout`; the
+//! harness's init creates the guests one after another and reports on the console:
 //!
 //! ```text
 //! @@XENJOB BEGIN 001
 //! <the guest's console, live>
 //! @@XENJOB XEN <a line of Xen's log>          (when the guest crashed)
-//! @@XENJOB END 001 poweroff|reboot|crash|error
+//! @@XENJOB DRIVER <a line the driver printed>
+//! @@XENJOB DRIVEREXIT <the driver's status>
+//! @@XENJOB END 001 poweroff|reboot|crash|error|timeout
+//! @@XENJOB BEGIN 002
+//! ...
 //! @@XENJOB ALLDONE
 //! ```
 
@@ -18,6 +22,7 @@ use std::io::{self, Write as _};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -27,11 +32,25 @@ use crate::cpio::CpioWriter;
 /// The word that starts every harness line.
 pub const MARKER: &[u8] = b"@@XENJOB ";
 
-/// The job's number, as the harness names its folder.
+/// The first job's number, as the harness names its folder.
 pub const JOB: &str = "001";
 
-/// The image's path inside dom0.
+/// The first job's image inside dom0 (a single `--mode domu` run has only that job).
 pub const JOB_IMAGE: &str = "/jobs/001/image";
+
+/// The most jobs one archive can hold: `/init` runs the folders in name order,
+/// which is number order only up to `999`.
+pub const MAX_JOBS: usize = 999;
+
+/// Returns the folder name of the job at `index` (from 0): `001`, `002`, ...
+pub fn job_number(index: usize) -> String {
+    format!("{:03}", index + 1)
+}
+
+/// Returns the path inside dom0 of the image of the job at `index`.
+pub fn job_image(index: usize) -> String {
+    format!("/jobs/{}/image", job_number(index))
+}
 
 /// A line of the harness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +66,10 @@ pub enum Marker<'a> {
         /// `poweroff`, `reboot`, `crash` or `error`.
         how: &'a [u8],
     },
+    /// `DRIVER <line>`: a line the job's driver script printed.
+    Driver(&'a [u8]),
+    /// `DRIVEREXIT <status>`: the driver's exit status.
+    DriverExit(&'a [u8]),
     /// `ALLDONE`: no more jobs.
     AllDone,
     /// A marker this runner does not know.
@@ -57,7 +80,11 @@ impl<'a> Marker<'a> {
     /// Returns the text after `@@XENJOB `.
     pub fn text(&self) -> &'a [u8] {
         match *self {
-            Self::Begin(t) | Self::Xen(t) | Self::Other(t) => t,
+            Self::Begin(t)
+            | Self::Xen(t)
+            | Self::Other(t)
+            | Self::Driver(t)
+            | Self::DriverExit(t) => t,
             Self::End { how, .. } => how,
             Self::AllDone => b"ALLDONE",
         }
@@ -84,19 +111,69 @@ pub fn parse_marker(text: &[u8]) -> Option<Marker<'_>> {
             };
             Marker::End { job, how }
         }
+        b"DRIVER" => Marker::Driver(args),
+        b"DRIVEREXIT" => Marker::DriverExit(args.trim_ascii()),
         b"ALLDONE" => Marker::AllDone,
         _ => Marker::Other(rest),
     })
 }
 
-/// Writes the archive the runner appends to the harness's initramfs.
-pub fn job_archive(xl_cfg: &str, image: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut cpio = CpioWriter::new(Vec::with_capacity(image.len() + 4096));
+/// One job of the archive the runner appends to the harness's initramfs.
+#[derive(Debug, Clone, Copy)]
+pub struct JobFiles<'a> {
+    /// The xl config; its kernel is [`job_image`] of the job's index.
+    pub config: &'a str,
+    /// The guest image.
+    pub image: &'a [u8],
+    /// A shell script that dom0 runs while the guest runs.
+    pub driver: Option<&'a str>,
+    /// After this long dom0 destroys the guest and ends the job as `timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// Writes the archive of `jobs`, numbered from `001` in order.
+///
+/// An image that an earlier job already carries is stored once, with a
+/// symbolic link in the later job's folder: a batch often boots one program
+/// several times, and each copy would cost dom0 memory and unpacking time.
+pub fn jobs_archive(jobs: &[JobFiles<'_>]) -> io::Result<Vec<u8>> {
+    if jobs.len() > MAX_JOBS {
+        let why = format!("{} jobs, but one archive holds at most {MAX_JOBS}", jobs.len());
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
+    let size = jobs.iter().map(|j| j.image.len() + 4096).sum();
+    let mut cpio = CpioWriter::new(Vec::with_capacity(size));
+    let mut stored: Vec<([u8; 32], String)> = Vec::new();
     cpio.dir("jobs", 0o755)?;
-    cpio.dir(&format!("jobs/{JOB}"), 0o755)?;
-    cpio.file(&format!("jobs/{JOB}/xl.cfg"), 0o644, xl_cfg.as_bytes())?;
-    cpio.file(&format!("jobs/{JOB}/image"), 0o644, image)?;
+    for (index, job) in jobs.iter().enumerate() {
+        let dir = format!("jobs/{}", job_number(index));
+        cpio.dir(&dir, 0o755)?;
+        cpio.file(&format!("{dir}/xl.cfg"), 0o644, job.config.as_bytes())?;
+        let hash: [u8; 32] = Sha256::digest(job.image).into();
+        match stored.iter().find(|(h, _)| *h == hash) {
+            Some((_, first)) => {
+                cpio.symlink(&format!("{dir}/image"), &format!("../{first}/image"))?
+            }
+            None => {
+                cpio.file(&format!("{dir}/image"), 0o644, job.image)?;
+                stored.push((hash, job_number(index)));
+            }
+        }
+        if let Some(driver) = job.driver {
+            cpio.file(&format!("{dir}/driver"), 0o644, driver.as_bytes())?;
+        }
+        if let Some(timeout) = job.timeout {
+            cpio.file(&format!("{dir}/timeout"), 0o644, timeout_file(timeout).as_bytes())?;
+        }
+    }
     cpio.finish()
+}
+
+/// Renders a job's time limit for `/jobs/NNN/timeout`: seconds, to the
+/// centisecond /init counts in, never less than one.
+fn timeout_file(timeout: Duration) -> String {
+    let centis = timeout.as_millis().div_ceil(10).max(1);
+    format!("{}.{:02}\n", centis / 100, centis % 100)
 }
 
 /// Finds `ci/dom0`: the one given, else one above the runner's executable
@@ -246,21 +323,76 @@ mod tests {
             Some(Marker::End { job: b"001", how: b"poweroff" })
         );
         assert_eq!(parse_marker(b"[    7.1] @@XENJOB ALLDONE"), Some(Marker::AllDone));
+        assert_eq!(
+            parse_marker(b"@@XENJOB END 002 timeout"),
+            Some(Marker::End { job: b"002", how: b"timeout" })
+        );
+        assert_eq!(
+            parse_marker(b"@@XENJOB DRIVER  two  spaces "),
+            Some(Marker::Driver(b" two  spaces "))
+        );
+        assert_eq!(parse_marker(b"@@XENJOB DRIVER "), Some(Marker::Driver(b"")));
+        assert_eq!(parse_marker(b"@@XENJOB DRIVER"), Some(Marker::Driver(b"")));
+        assert_eq!(parse_marker(b"@@XENJOB DRIVEREXIT 143"), Some(Marker::DriverExit(b"143")));
+        assert_eq!(
+            parse_marker(b"@@XENJOB WARN domain x was still there"),
+            Some(Marker::Other(b"WARN domain x was still there"))
+        );
         assert_eq!(parse_marker(b"@@XENJOB HELLO x"), Some(Marker::Other(b"HELLO x")));
         assert_eq!(parse_marker(b"(XEN) nothing here"), None);
         assert_eq!(parse_marker(b"@@XENJOBS"), None);
     }
 
+    fn job<'a>(config: &'a str, image: &'a [u8]) -> JobFiles<'a> {
+        JobFiles { config, image, driver: None, timeout: None }
+    }
+
     #[test]
     fn the_job_archive_holds_config_and_image() {
-        let bytes = job_archive("name = \"x\"\n", b"\x7fELF").unwrap();
+        let bytes = jobs_archive(&[job("name = \"x\"\n", b"\x7fELF")]).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         for name in
             ["jobs\0", "jobs/001\0", "jobs/001/xl.cfg\0", "jobs/001/image\0", "TRAILER!!!\0"]
         {
             assert!(text.contains(name), "{name}");
         }
+        assert!(!text.contains("driver") && !text.contains("timeout"));
         assert_eq!(bytes.len() % 512, 0);
+    }
+
+    #[test]
+    fn a_batch_archive_numbers_jobs_and_stores_each_image_once() {
+        let image = vec![0x5a; 10_000];
+        let other = vec![0xa5; 10_000];
+        let jobs = [
+            job("one", &image),
+            JobFiles { driver: Some("wait_output hi\n"), ..job("two", &other) },
+            JobFiles { timeout: Some(Duration::from_millis(2501)), ..job("three", &image) },
+        ];
+        let bytes = jobs_archive(&jobs).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for name in ["jobs/002/driver\0", "jobs/003/timeout\0", "jobs/003/xl.cfg\0"] {
+            assert!(text.contains(name), "{name}");
+        }
+        let link = text.find("jobs/003/image\0").expect("job 3's image");
+        assert!(
+            text[link..].starts_with("jobs/003/image\0\0\0\0../001/image"),
+            "a link to job 1's"
+        );
+        assert!(text.contains("wait_output hi\n"));
+        assert!(text.contains("2.51\n"), "rounded up to centiseconds");
+        assert!(bytes.len() < 2 * 10_000 + 4096, "each image once: {}", bytes.len());
+    }
+
+    #[test]
+    fn job_numbers_and_limits() {
+        assert_eq!((job_number(0), job_number(998)), ("001".into(), "999".into()));
+        assert_eq!(job_image(0), JOB_IMAGE);
+        assert_eq!(job_image(11), "/jobs/012/image");
+        assert_eq!(timeout_file(Duration::from_secs(30)), "30.00\n");
+        assert_eq!(timeout_file(Duration::from_micros(1)), "0.01\n");
+        let many = vec![job("x", b""); MAX_JOBS + 1];
+        assert!(jobs_archive(&many).is_err());
     }
 
     #[test]

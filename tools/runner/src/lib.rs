@@ -2,18 +2,22 @@
 //! and gives the user its stdout, stderr and exit status.
 //!
 //! The pure parts (command line, console framing, statuses, crash reports,
-//! cpio, xl config) are modules of their own with unit tests; `run`,
-//! `session`, `harness` and `xl` drive processes. See `docs/runner.md`.
+//! cpio, xl config, batch manifests, splitting a batch's console into jobs)
+//! are modules of their own with unit tests; `run`, `batch`, `session`,
+//! `harness` and `xl` drive processes. See `docs/runner.md`.
 
 #![deny(unsafe_code)]
 
+pub mod batch;
 pub mod cache;
 pub mod cmdline;
 pub mod console;
 pub mod cpio;
 pub mod crash;
+pub mod demux;
 pub mod framing;
 pub mod harness;
+pub mod manifest;
 pub mod qemu;
 pub mod run;
 pub mod session;

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
+use xen_runner::batch::{self, BatchOptions};
 use xen_runner::cmdline::{self, LogLevel};
+use xen_runner::manifest::Defaults;
 use xen_runner::run::{self, Mode, RunOptions};
 use xen_runner::status;
 
@@ -18,8 +21,17 @@ use xen_runner::status;
 /// after a crash, 125 when the guest stopped without an exit record or the
 /// runner failed, 124 on timeout, 130 on Ctrl-C, 2 when the command line is
 /// refused.
+///
+/// With --batch MANIFEST it runs the jobs of a JSON manifest one after another
+/// in one boot of the Linux dom0 and writes one result per job (docs/runner.md);
+/// the guest options are then the defaults of jobs that leave them out.
 #[derive(Debug, Parser)]
-#[command(name = "xen-runner", version, override_usage = "xen-runner [OPTIONS] IMAGE [ARGS]...")]
+#[command(
+    name = "xen-runner",
+    version,
+    override_usage = "xen-runner [OPTIONS] IMAGE [ARGS]...\n       \
+                      xen-runner [OPTIONS] --batch MANIFEST [--results FILE]"
+)]
 struct Cli {
     /// Where to run: dom0 (QEMU, ~1 s), domu (under the Linux dom0 of ci/dom0
     /// in QEMU, ~7.5 s) or xl (this real Xen host) [default: xl on a Xen
@@ -86,29 +98,64 @@ struct Cli {
     )]
     qemu: PathBuf,
 
+    /// Run the jobs of this manifest (JSON) in one boot of the Linux dom0
+    #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["print_xl_config", "command"])]
+    batch: Option<PathBuf>,
+
+    /// Where --batch writes its results (JSON) [default: stdout]
+    #[arg(long, value_name = "FILE", requires = "batch")]
+    results: Option<PathBuf>,
+
     /// The guest image (an ELF built for x86_64-unknown-xen), then the
     /// program's arguments
-    #[arg(value_name = "IMAGE [ARGS]", required = true, num_args = 1..,
+    #[arg(value_name = "IMAGE [ARGS]", required_unless_present = "batch", num_args = 1..,
           trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
 }
 
 impl Cli {
-    fn into_options(self) -> Result<RunOptions, String> {
-        let env = if self.env.is_empty() {
+    /// The `--env` values, else those of `XEN_RUNNER_ENV`.
+    fn env(&mut self) -> Vec<OsString> {
+        if self.env.is_empty() {
             std::env::var_os("XEN_RUNNER_ENV")
                 .map(|l| cmdline::split_env_list(&l))
                 .unwrap_or_default()
         } else {
-            self.env
+            std::mem::take(&mut self.env)
+        }
+    }
+
+    fn timeout(&self) -> Result<Option<Duration>, String> {
+        match self.timeout {
+            None => Ok(None),
+            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+            Some(secs) => Err(format!("--timeout {secs}: give a positive number of seconds")),
+        }
+    }
+
+    fn into_batch_options(mut self, manifest: PathBuf) -> Result<BatchOptions, String> {
+        let defaults = Defaults {
+            memory_mib: self.memory,
+            vcpus: self.vcpus,
+            env: self.env(),
+            timeout: self.timeout()?,
+            log: self.log,
         };
-        let timeout = match self.timeout {
-            None => None,
-            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-            Some(secs) => {
-                return Err(format!("--timeout {secs}: give a positive number of seconds"))
-            }
-        };
+        Ok(BatchOptions {
+            manifest,
+            results: self.results,
+            defaults,
+            harness_dir: self.harness_dir,
+            xen: self.xen,
+            xen_args: self.xen_args,
+            qemu: self.qemu,
+            verbose: self.verbose,
+        })
+    }
+
+    fn into_options(mut self) -> Result<RunOptions, String> {
+        let env = self.env();
+        let timeout = self.timeout()?;
         let mut command = self.command.into_iter();
         let image = PathBuf::from(command.next().ok_or("no IMAGE given")?);
         Ok(RunOptions {
@@ -131,7 +178,19 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let options = match Cli::parse().into_options() {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(manifest) = cli.batch.clone() {
+        // A batch always runs under the Linux dom0; XEN_RUNNER_MODE, meant
+        // for single runs, does not count.
+        let from_cli = matches.value_source("mode") == Some(ValueSource::CommandLine);
+        if from_cli && cli.mode != Some(Mode::Domu) {
+            eprintln!("xen-runner: error: --batch runs jobs under the Linux dom0: use --mode domu");
+            return ExitCode::from(status::STATUS_USAGE);
+        }
+        return run_batch(cli, manifest);
+    }
+    let options = match cli.into_options() {
         Ok(options) => options,
         Err(why) => {
             eprintln!("xen-runner: error: {why}");
@@ -139,6 +198,23 @@ fn main() -> ExitCode {
         }
     };
     match run::run(&options) {
+        Ok(code) => ExitCode::from(code),
+        Err(why) => {
+            eprintln!("xen-runner: error: {why:#}");
+            ExitCode::from(status::STATUS_NO_EXIT)
+        }
+    }
+}
+
+fn run_batch(cli: Cli, manifest: PathBuf) -> ExitCode {
+    let options = match cli.into_batch_options(manifest) {
+        Ok(options) => options,
+        Err(why) => {
+            eprintln!("xen-runner: error: {why}");
+            return ExitCode::from(status::STATUS_USAGE);
+        }
+    };
+    match batch::run_batch(&options) {
         Ok(code) => ExitCode::from(code),
         Err(why) => {
             eprintln!("xen-runner: error: {why:#}");

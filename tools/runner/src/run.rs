@@ -2,7 +2,7 @@
 //! relays its console and turns the ending into the runner's exit status.
 
 use std::ffi::OsString;
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,18 +68,105 @@ pub struct RunOptions {
     pub qemu: PathBuf,
 }
 
+/// The machine-level options, shared by single runs and batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Platform<'a> {
+    /// `ci/dom0`, when given.
+    pub harness_dir: Option<&'a Path>,
+    /// The hypervisor (gzipped or not); `None` takes the default.
+    pub xen: Option<&'a Path>,
+    /// More options for Xen's command line.
+    pub xen_args: &'a str,
+    /// The QEMU binary.
+    pub qemu: &'a Path,
+    /// Show Xen's console and the harness's progress on stderr.
+    pub verbose: bool,
+}
+
+impl RunOptions {
+    /// Returns the machine-level options.
+    pub fn platform(&self) -> Platform<'_> {
+        Platform {
+            harness_dir: self.harness_dir.as_deref(),
+            xen: self.xen.as_deref(),
+            xen_args: &self.xen_args,
+            qemu: &self.qemu,
+            verbose: self.verbose,
+        }
+    }
+
+    fn guest(&self) -> Guest<'_> {
+        Guest {
+            image: &self.image,
+            args: &self.args,
+            env: &self.env,
+            memory_mib: self.memory_mib,
+            vcpus: self.vcpus,
+            log: self.log,
+            name: None,
+            xl_lines: &[],
+            // The runner forwards no input: its own stdin is the user's, not the guest's.
+            console_input: false,
+        }
+    }
+}
+
+/// What runs in one guest: a single run's options, or one job of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Guest<'a> {
+    /// The guest image, as given.
+    pub image: &'a Path,
+    /// The program's arguments after `argv[0]`.
+    pub args: &'a [OsString],
+    /// `NAME` or `NAME=VALUE` values, as `--env` takes them.
+    pub env: &'a [OsString],
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Guest vCPUs.
+    pub vcpus: u32,
+    /// The kernel log level to ask for.
+    pub log: Option<LogLevel>,
+    /// The xl domain's name; `None` makes one from the image's name and the runner's pid.
+    pub name: Option<&'a str>,
+    /// Lines added to the end of the xl config.
+    pub xl_lines: &'a [String],
+    /// Whether something will type into the guest's console (a batch job's driver); without
+    /// it the guest's stdin is empty (`xen.stdin=eof`).
+    pub console_input: bool,
+}
+
+/// A guest that is ready to boot.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The image, checked, as an absolute path.
+    pub image: PathBuf,
+    /// The guest command line (`docs/abi.md` §1).
+    pub cmdline: String,
+    /// The xl config (checked: it renders).
+    pub xl: XlConfig,
+}
+
+/// How a run is to be judged once it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Judge<'a> {
+    /// The image, for symbols.
+    pub image: &'a Path,
+    /// The timeout the run had, for the message.
+    pub timeout: Option<Duration>,
+    /// Whether Xen's text was shown already (then it is not repeated).
+    pub verbose: bool,
+}
+
 /// Runs the image and returns the runner's exit status.
 pub fn run(opts: &RunOptions) -> Result<u8> {
-    let image = opts
-        .image
-        .canonicalize()
-        .with_context(|| format!("cannot open the image {}", opts.image.display()))?;
-    check_image(&image)?;
-    let Some(cmdline) = guest_cmdline(opts, &image)? else {
-        return Ok(status::STATUS_USAGE);
-    };
     let mode = opts.mode.unwrap_or_else(|| if xl::is_xen_host() { Mode::Xl } else { Mode::Dom0 });
-    let config = xl_config(opts, &image, &cmdline, mode)?;
+    let guest = opts.guest();
+    let prepared = match prepare(&guest, mode, opts.print_xl_config, &mut io::stderr())? {
+        Ok(prepared) => prepared,
+        Err(status) => return Ok(status),
+    };
+    let Prepared { image, cmdline, xl } = prepared;
+    let config = xl.render()?;
     if opts.print_xl_config {
         print!("{config}");
         return Ok(0);
@@ -90,7 +177,16 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     let staging = staging_dir()?;
     let (cmd, xl_domain) = match mode {
         Mode::Dom0 => (dom0_command(opts, &image, &cmdline, staging.path())?, None),
-        Mode::Domu => (domu_command(opts, &image, &config, staging.path())?, None),
+        Mode::Domu => {
+            let job = harness::JobFiles {
+                config: &config,
+                image: &read_image(&image)?,
+                driver: None,
+                timeout: None,
+            };
+            let machine = (opts.memory_mib, opts.vcpus);
+            (domu_command(opts.platform(), &[job], machine, staging.path())?, None)
+        }
         Mode::Xl => (xl::create_command(&config, staging.path())?, Some(xl_domain_name(&image))),
     };
     let started = Instant::now();
@@ -114,7 +210,39 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     if opts.verbose {
         eprintln!("xen-runner: {} after {:.2} s", describe(&end), started.elapsed().as_secs_f64());
     }
-    Ok(report(opts, &image, &end, &console, session.stderr_tail()))
+    let judge = Judge { image: &image, timeout: opts.timeout, verbose: opts.verbose };
+    Ok(report(&judge, &end, &console, session.stderr_tail(), &mut io::stderr()))
+}
+
+/// Checks the image and builds the guest's command line and xl config: what
+/// every run does before it boots.
+///
+/// Returns `Ok(Err(status))` when the run stops here with that status,
+/// having said why on `err` (a refused command line is status 2); `Err` when
+/// the image cannot be booted at all. `for_people` makes the config that
+/// `--print-xl-config` prints.
+pub fn prepare(
+    guest: &Guest<'_>,
+    mode: Mode,
+    for_people: bool,
+    err: &mut dyn Write,
+) -> Result<Result<Prepared, u8>> {
+    let image = guest
+        .image
+        .canonicalize()
+        .with_context(|| format!("cannot open the image {}", guest.image.display()))?;
+    check_image(&image)?;
+    let Some(cmdline) = guest_cmdline(guest, &image, for_people, err)? else {
+        return Ok(Err(status::STATUS_USAGE));
+    };
+    let xl = xl_config(guest, &image, &cmdline, mode);
+    xl.render()?;
+    Ok(Ok(Prepared { image, cmdline, xl }))
+}
+
+/// Reads the image to put it into a jobs archive.
+pub fn read_image(image: &Path) -> Result<Vec<u8>> {
+    std::fs::read(image).with_context(|| format!("reading {}", image.display()))
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -136,28 +264,35 @@ fn deadlines(
     }
 }
 
-/// Builds and checks the guest command line; prints why and returns `None`
-/// when it cannot be passed.
-fn guest_cmdline(opts: &RunOptions, image: &Path) -> Result<Option<String>> {
-    let (env, warnings) = cmdline::resolve_env(&opts.env, |name| std::env::var_os(name));
+/// Builds and checks the guest command line; says why on `err` and returns
+/// `None` when it cannot be passed.
+fn guest_cmdline(
+    guest: &Guest<'_>,
+    image: &Path,
+    for_people: bool,
+    err: &mut dyn Write,
+) -> Result<Option<String>> {
+    let (env, warnings) = cmdline::resolve_env(guest.env, |name| std::env::var_os(name));
     for warning in warnings {
-        eprintln!("xen-runner: warning: {warning}");
+        writeln!(err, "xen-runner: warning: {warning}")?;
     }
-    let argv0 = opts.image.file_name().unwrap_or(image.as_os_str());
+    let argv0 = guest.image.file_name().unwrap_or(image.as_os_str());
     let argv = std::iter::once(argv0)
-        .chain(opts.args.iter().map(OsString::as_os_str))
+        .chain(guest.args.iter().map(OsString::as_os_str))
         .map(|a| a.as_bytes().to_vec())
         .collect();
     // A printed config is kept and reused, so it must not carry one boot's seed.
-    let seed = if opts.print_xl_config { None } else { host_entropy() };
-    match (GuestCommandLine { log: opts.log, env, argv, seed }).encode() {
+    let seed = if for_people { None } else { host_entropy() };
+    // People reading `xl console` type into it; the runner itself gives no input.
+    let stdin_eof = !for_people && !guest.console_input;
+    match (GuestCommandLine { log: guest.log, env, argv, seed, stdin_eof }).encode() {
         // A printed config is for people, who read the console with `xl console`.
-        Ok(line) if opts.print_xl_config => {
+        Ok(line) if for_people => {
             Ok(Some(line.replacen("xen.console=framed", "xen.console=plain", 1)))
         }
         Ok(line) => Ok(Some(line)),
         Err(why) => {
-            eprintln!("xen-runner: error: {why}");
+            writeln!(err, "xen-runner: error: {why}")?;
             Ok(None)
         }
     }
@@ -228,20 +363,20 @@ fn has_xen_notes(data: &[u8]) -> bool {
         })
 }
 
-/// Renders the xl config this run uses (or would use on a Xen host).
-fn xl_config(opts: &RunOptions, image: &Path, cmdline: &str, mode: Mode) -> Result<String> {
+/// Makes the xl config this run uses (or would use on a Xen host).
+fn xl_config(guest: &Guest<'_>, image: &Path, cmdline: &str, mode: Mode) -> XlConfig {
     let kernel = match mode {
         Mode::Domu => harness::JOB_IMAGE.to_owned(),
         Mode::Dom0 | Mode::Xl => image.to_string_lossy().into_owned(),
     };
-    let config = XlConfig {
-        name: xl_domain_name(image),
+    XlConfig {
+        name: guest.name.map_or_else(|| xl_domain_name(image), str::to_owned),
         kernel,
-        memory_mib: opts.memory_mib,
-        vcpus: opts.vcpus,
+        memory_mib: guest.memory_mib,
+        vcpus: guest.vcpus,
         cmdline: cmdline.to_owned(),
-    };
-    Ok(config.render()?)
+        extra_lines: guest.xl_lines.to_vec(),
+    }
 }
 
 fn xl_domain_name(image: &Path) -> String {
@@ -250,7 +385,7 @@ fn xl_domain_name(image: &Path) -> String {
 }
 
 /// Makes a scratch directory whose path QEMU's `-initrd` can carry.
-fn staging_dir() -> Result<tempfile::TempDir> {
+pub fn staging_dir() -> Result<tempfile::TempDir> {
     let tmp = std::env::temp_dir();
     let base = if tmp.to_string_lossy().contains([',', ' ']) { PathBuf::from("/tmp") } else { tmp };
     tempfile::Builder::new()
@@ -263,11 +398,11 @@ fn staging_dir() -> Result<tempfile::TempDir> {
 pub const DEFAULT_XEN: &str = "/boot/xen-4.17-amd64.gz";
 
 /// Returns the hypervisor to boot: the one asked for, else `fallback`.
-fn hypervisor(opts: &RunOptions, fallback: &Path) -> Result<PathBuf> {
-    if qemu::passes_to_dom0(&opts.xen_args) {
+fn hypervisor(platform: Platform<'_>, fallback: &Path) -> Result<PathBuf> {
+    if qemu::passes_to_dom0(platform.xen_args) {
         bail!("XEN_RUNNER_XEN_ARGS must not hold \"--\": Xen would pass the rest to dom0");
     }
-    let path = opts.xen.as_deref().unwrap_or(fallback);
+    let path = platform.xen.unwrap_or(fallback);
     if !path.is_file() {
         bail!(
             "no hypervisor at {}: install xen-hypervisor-4.17-amd64 or give --xen",
@@ -279,7 +414,7 @@ fn hypervisor(opts: &RunOptions, fallback: &Path) -> Result<PathBuf> {
 
 /// The QEMU command that boots the image as dom0.
 fn dom0_command(opts: &RunOptions, image: &Path, cmdline: &str, staging: &Path) -> Result<Command> {
-    let xen = hypervisor(opts, Path::new(DEFAULT_XEN))?;
+    let xen = hypervisor(opts.platform(), Path::new(DEFAULT_XEN))?;
     // The module's first word is dropped by Xen, and its path must hold no
     // comma or space for -initrd: a link with a plain name stands in.
     let link = staging.join("image");
@@ -298,31 +433,35 @@ fn dom0_command(opts: &RunOptions, image: &Path, cmdline: &str, staging: &Path) 
     Ok(cmd)
 }
 
-/// The QEMU command that boots the Linux dom0 harness with the image as its
-/// job.
-fn domu_command(opts: &RunOptions, image: &Path, config: &str, staging: &Path) -> Result<Command> {
-    let dir = harness::find_dir(opts.harness_dir.as_deref())?;
-    let build = harness::build(&dir, &cache::dir()?, opts.verbose)?;
+/// The QEMU command that boots the Linux dom0 harness with `jobs`, on a
+/// machine for guests of up to `(MiB, vCPUs)` (one guest runs at a time).
+pub fn domu_command(
+    platform: Platform<'_>,
+    jobs: &[harness::JobFiles<'_>],
+    (guest_mib, vcpus): (u32, u32),
+    staging: &Path,
+) -> Result<Command> {
+    let dir = harness::find_dir(platform.harness_dir)?;
+    let build = harness::build(&dir, &cache::dir()?, platform.verbose)?;
     // The harness's own hypervisor matches the toolstack it packs.
-    let xen = hypervisor(opts, &build.xen)?;
-    let data = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let job = harness::job_archive(config, &data)?;
+    let xen = hypervisor(platform, &build.xen)?;
+    let archive = harness::jobs_archive(jobs)?;
     let initrd = staging.join("initrd.cpio");
-    harness::write_initrd(&build.initrd, &job, &initrd)?;
+    harness::write_initrd(&build.initrd, &archive, &initrd)?;
     let dom0 = qemu::Dom0Linux {
         vmlinux: &build.vmlinux,
         cmdline: harness::LINUX_CMDLINE,
         initrd: &initrd,
     };
     let machine =
-        qemu::domu_machine(&opts.qemu, &xen, &opts.xen_args, &dom0, opts.memory_mib, opts.vcpus);
+        qemu::domu_machine(platform.qemu, &xen, platform.xen_args, &dom0, guest_mib, vcpus);
     let mut cmd = Command::new(&machine.qemu);
     cmd.args(machine.args()?);
     Ok(cmd)
 }
 
 /// Says in a few words how the relay ended.
-fn describe(end: &End) -> String {
+pub fn describe(end: &End) -> String {
     match end {
         End::Event(Event::Exit(exit)) => format!("exit record {exit:?}"),
         End::Event(Event::XenStopped(line)) => format!("Xen stopped ({line})"),
@@ -335,27 +474,29 @@ fn describe(end: &End) -> String {
     }
 }
 
-/// Tells the user how the run ended and returns the runner's status.
-fn report<O: io::Write, E: io::Write>(
-    opts: &RunOptions,
-    image: &Path,
+/// Tells the user on `err` how the run ended and returns the runner's status.
+pub fn report<O: io::Write, E: io::Write>(
+    judge: &Judge<'_>,
     end: &End,
     console: &Console<O, E>,
     child_stderr: &[String],
+    err: &mut dyn Write,
 ) -> u8 {
     match end {
         End::Event(Event::Exit(GuestExit::Crash)) => {
             let (crash, warnings) = CrashReport::from_records(console.crash_records());
             for warning in warnings {
-                eprintln!("xen-runner: warning: {warning}");
+                let _ = writeln!(err, "xen-runner: warning: {warning}");
             }
-            eprint!("{}", crash.render(&*symbols(image)));
+            let text = crash.render(&*symbols(judge.image, err));
+            let _ = err.write_all(text.as_bytes());
             status::STATUS_CRASH
         }
         End::Event(Event::Exit(exit)) => exit.runner_status(),
         End::TimedOut => {
-            let secs = opts.timeout.unwrap_or_default().as_secs_f64();
-            eprintln!("xen-runner: the guest ran past the timeout of {secs} s; stopped it");
+            let secs = judge.timeout.unwrap_or_default().as_secs_f64();
+            let _ =
+                writeln!(err, "xen-runner: the guest ran past the timeout of {secs} s; stopped it");
             status::STATUS_TIMEOUT
         }
         End::Signal(signal) => {
@@ -365,14 +506,14 @@ fn report<O: io::Write, E: io::Write>(
                 SIGHUP => "hung up",
                 _ => "signalled",
             };
-            eprintln!("xen-runner: {name}; stopped the guest");
+            let _ = writeln!(err, "xen-runner: {name}; stopped the guest");
             if *signal == SIGINT {
                 status::STATUS_INTERRUPTED
             } else {
                 128u8.wrapping_add(*signal as u8)
             }
         }
-        _ => no_exit_record(image, end, console, child_stderr, opts.verbose),
+        _ => no_exit_record(judge, end, console, child_stderr, err),
     }
 }
 
@@ -381,20 +522,21 @@ fn report<O: io::Write, E: io::Write>(
 /// In PV, Xen cannot push a fault frame onto an overflowed stack and crashes the domain; when
 /// its dump shows that, the runner says what Linux's std says, and exits as after an abort.
 fn no_exit_record<O: io::Write, E: io::Write>(
-    image: &Path,
+    judge: &Judge<'_>,
     end: &End,
     console: &Console<O, E>,
     child_stderr: &[String],
-    verbose: bool,
+    err: &mut dyn Write,
 ) -> u8 {
-    let mut err = io::stderr().lock();
     let crash = CrashReport::from_xen_dump(console.tail());
-    if let Some(thread) = crash.as_ref().and_then(|c| c.overflowed_thread(console.thread_records())) {
+    if let Some(thread) = crash.as_ref().and_then(|c| c.overflowed_thread(console.thread_records()))
+    {
         let _ = writeln!(err, "\nthread {thread} has overflowed its stack");
         let _ = writeln!(err, "fatal runtime error: stack overflow, aborting");
-        if verbose {
+        if judge.verbose {
             if let Some(crash) = &crash {
-                let _ = write!(err, "{}", crash.render(&*symbols(image)));
+                let text = crash.render(&*symbols(judge.image, err));
+                let _ = err.write_all(text.as_bytes());
             }
         }
         return status::STATUS_ABORT;
@@ -402,9 +544,10 @@ fn no_exit_record<O: io::Write, E: io::Write>(
     let _ =
         writeln!(err, "xen-runner: the guest stopped without an exit record: {}", describe(end));
     if let Some(crash) = crash {
-        let _ = write!(err, "{}", crash.render(&*symbols(image)));
+        let text = crash.render(&*symbols(judge.image, err));
+        let _ = err.write_all(text.as_bytes());
     }
-    if !verbose {
+    if !judge.verbose {
         let tail: Vec<&[u8]> = console.tail().collect();
         let shown = crate::console::lines_to_show(&tail, 30);
         if !shown.is_empty() {
@@ -432,12 +575,16 @@ fn no_exit_record<O: io::Write, E: io::Write>(
     status::STATUS_NO_EXIT
 }
 
-/// Opens the image's symbols, or none when they cannot be read.
-fn symbols(image: &Path) -> Box<dyn Symbolize> {
+/// Opens the image's symbols, or none when they cannot be read (saying so on `err`).
+fn symbols(image: &Path, err: &mut dyn Write) -> Box<dyn Symbolize> {
     match ImageSymbols::open(image) {
         Ok(symbols) => Box::new(symbols),
         Err(why) => {
-            eprintln!("xen-runner: warning: cannot read symbols of {}: {why}", image.display());
+            let _ = writeln!(
+                err,
+                "xen-runner: warning: cannot read symbols of {}: {why}",
+                image.display()
+            );
             Box::new(NoSymbols)
         }
     }

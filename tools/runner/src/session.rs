@@ -46,6 +46,19 @@ pub enum End {
     Signal(i32),
 }
 
+/// What [`Session::next`] brings.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A chunk of the child's stdout.
+    Output(Vec<u8>),
+    /// The child's stdout ended; its status if it exited.
+    OutputEnded(Option<ExitStatus>),
+    /// The deadline passed.
+    TimedOut,
+    /// The runner got this signal.
+    Signal(i32),
+}
+
 /// A running child with its output threads.
 pub struct Session {
     child: Child,
@@ -107,21 +120,9 @@ impl Session {
         verbose: bool,
     ) -> Result<End> {
         loop {
-            let message = match deadline {
-                Some(deadline) => {
-                    match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                        Ok(message) => message,
-                        Err(RecvTimeoutError::Timeout) => return Ok(End::TimedOut),
-                        Err(RecvTimeoutError::Disconnected) => return self.ended(console, verbose),
-                    }
-                }
-                None => match self.rx.recv() {
-                    Ok(message) => message,
-                    Err(_) => return self.ended(console, verbose),
-                },
-            };
-            match message {
-                Message::Stdout(chunk) => {
+            let shown = if verbose { Some(console.err() as &mut dyn Write) } else { None };
+            match self.next(deadline, shown)? {
+                Incoming::Output(chunk) => {
                     let event = console.feed(&chunk)?;
                     console.flush()?;
                     if console.take_job_begun() {
@@ -133,31 +134,56 @@ impl Session {
                         return Ok(End::Event(event));
                     }
                 }
-                Message::StdoutEnd => {
+                Incoming::OutputEnded(status) => {
                     let event = console.finish()?;
                     console.flush()?;
-                    return match event {
-                        Some(event) => Ok(End::Event(event)),
-                        None => self.ended(console, verbose),
-                    };
+                    return Ok(event.map_or(End::OutputEnded(status), End::Event));
                 }
-                Message::Stderr(line) => self.keep_stderr(console, &line, verbose)?,
-                Message::StderrEnd => {}
-                Message::Signal(signal) => return Ok(End::Signal(signal)),
+                Incoming::TimedOut => return Ok(End::TimedOut),
+                Incoming::Signal(signal) => return Ok(End::Signal(signal)),
             }
         }
     }
 
-    /// Keeps (and, when verbose, shows) a line of the child's stderr.
-    fn keep_stderr<O: Write, E: Write>(
+    /// Waits for the next chunk of the child's stdout, until `deadline`.
+    ///
+    /// Lines of the child's stderr are kept for the report (and written to
+    /// `shown` when given) on the way. Once stdout has ended, this waits for
+    /// the child and for the last of its stderr.
+    pub fn next(
         &mut self,
-        console: &mut Console<O, E>,
-        line: &[u8],
-        verbose: bool,
-    ) -> io::Result<()> {
+        deadline: Option<Instant>,
+        mut shown: Option<&mut (dyn Write + '_)>,
+    ) -> Result<Incoming> {
+        loop {
+            let message = match deadline {
+                Some(deadline) => {
+                    match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(message) => message,
+                        Err(RecvTimeoutError::Timeout) => return Ok(Incoming::TimedOut),
+                        Err(RecvTimeoutError::Disconnected) => return self.ended(shown),
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(message) => message,
+                    Err(_) => return self.ended(shown),
+                },
+            };
+            match message {
+                Message::Stdout(chunk) => return Ok(Incoming::Output(chunk)),
+                Message::StdoutEnd => return self.ended(shown),
+                Message::Stderr(line) => self.keep_stderr(&line, shown.as_deref_mut())?,
+                Message::StderrEnd => {}
+                Message::Signal(signal) => return Ok(Incoming::Signal(signal)),
+            }
+        }
+    }
+
+    /// Keeps (and shows, when asked) a line of the child's stderr.
+    fn keep_stderr(&mut self, line: &[u8], shown: Option<&mut (dyn Write + '_)>) -> io::Result<()> {
         let text = String::from_utf8_lossy(line).trim_end().to_owned();
-        if verbose {
-            writeln!(console.err(), "{text}")?;
+        if let Some(out) = shown {
+            writeln!(out, "{text}")?;
         }
         if self.stderr_tail.len() == STDERR_LINES {
             self.stderr_tail.remove(0);
@@ -168,23 +194,19 @@ impl Session {
 
     /// Waits for the child after its output ended, and for the last of its
     /// stderr (where QEMU says why it failed to start).
-    fn ended<O: Write, E: Write>(
-        &mut self,
-        console: &mut Console<O, E>,
-        verbose: bool,
-    ) -> Result<End> {
+    fn ended(&mut self, mut shown: Option<&mut (dyn Write + '_)>) -> Result<Incoming> {
         let status = self.child.wait().ok();
         let until = Instant::now() + Duration::from_secs(1);
         while let Ok(message) =
             self.rx.recv_timeout(until.saturating_duration_since(Instant::now()))
         {
             match message {
-                Message::Stderr(line) => self.keep_stderr(console, &line, verbose)?,
+                Message::Stderr(line) => self.keep_stderr(&line, shown.as_deref_mut())?,
                 Message::StderrEnd => break,
                 _ => {}
             }
         }
-        Ok(End::OutputEnded(status))
+        Ok(Incoming::OutputEnded(status))
     }
 
     /// Returns the last lines the child wrote to its stderr.

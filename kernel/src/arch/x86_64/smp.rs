@@ -19,7 +19,8 @@ static P2M: AtomicUsize = AtomicUsize::new(0);
 static L4_MFN: AtomicUsize = AtomicUsize::new(0);
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
-fn mfn_of(va: u64) -> u64 {
+/// The machine frame of the page at `va` in the direct map (the image included).
+pub fn mfn_of(va: u64) -> u64 {
     let p2m = P2M.load(Ordering::Relaxed) as *const u64;
     // SAFETY: the p2m list Xen mapped has an entry for every frame of the image.
     unsafe { p2m.add(va_frame(va)).read() }

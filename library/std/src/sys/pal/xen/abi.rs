@@ -6,7 +6,7 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 2;
+pub const XK_ABI_VERSION: u32 = 3;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
@@ -36,6 +36,30 @@ unsafe extern "C" {
     pub fn xk_futex_wait(addr: *const u32, expected: u32, deadline_ns: u64) -> isize;
     pub fn xk_futex_wake(addr: *const u32, count: u32) -> u32;
     pub fn xk_thread_set_name(name: *const u8, len: usize);
+    pub fn xk_xenstore_request(
+        kind: u32,
+        tx: u32,
+        first: *const u8,
+        first_len: usize,
+        second: *const u8,
+        second_len: usize,
+        out: *mut u8,
+        cap: usize,
+        deadline_ns: u64,
+    ) -> isize;
+    pub fn xk_xenstore_watch(path: *const u8, len: usize, deadline_ns: u64) -> i64;
+    pub fn xk_xenstore_watch_next(id: u64, out: *mut u8, cap: usize, deadline_ns: u64) -> isize;
+    pub safe fn xk_xenstore_unwatch(id: u64, deadline_ns: u64) -> isize;
+    pub safe fn xk_evtchn_alloc_unbound(remote_dom: u32) -> i64;
+    pub safe fn xk_evtchn_bind_interdomain(remote_dom: u32, remote_port: u32) -> i64;
+    pub safe fn xk_evtchn_notify(port: u32) -> isize;
+    pub safe fn xk_evtchn_count(port: u32) -> i64;
+    pub safe fn xk_evtchn_wait(port: u32, seen: u32, deadline_ns: u64) -> i64;
+    pub safe fn xk_evtchn_set_mask(port: u32, masked: u32) -> isize;
+    pub safe fn xk_evtchn_close(port: u32) -> isize;
+    pub safe fn xk_shutdown_subscribe() -> isize;
+    pub safe fn xk_shutdown_next(deadline_ns: u64) -> isize;
+    pub safe fn xk_exit_reboot(status: c_int) -> !;
 }
 
 /// `-ETIMEDOUT`, as `xk_futex_wait` returns it.
