@@ -338,13 +338,15 @@ pub unsafe extern "C" fn xk_xenstore_watch_next(id: u64, out: *mut u8, cap: usiz
 /// Ends watch `id`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_xenstore_unwatch(id: u64, deadline_ns: u64) -> isize {
-    match crate::xen::xenstore::unwatch(id, deadline_ns) {
-        Ok(()) => 0,
-        Err(e) => e,
-    }
+    status(crate::xen::xenstore::unwatch(id, deadline_ns))
 }
 
 use crate::xen::evtchn::{self, Owner};
+
+/// 0 for success, `-errno` for failure, as the ABI returns them.
+fn status(result: Result<(), isize>) -> isize {
+    result.err().unwrap_or(0)
+}
 
 fn own(port: u32) -> Result<(), isize> {
     if evtchn::owner(port) == Owner::Program { Ok(()) } else { Err(-errno::EBADF) }
@@ -374,10 +376,7 @@ pub extern "C" fn xk_evtchn_bind_interdomain(remote_dom: u32, remote_port: u32) 
 /// Signals the other end of the program's port `port`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_evtchn_notify(port: u32) -> isize {
-    match own(port).and_then(|()| evtchn::notify(port)) {
-        Ok(()) => 0,
-        Err(e) => e,
-    }
+    status(own(port).and_then(|()| evtchn::notify(port)))
 }
 
 /// The program's port `port`'s event count (wrapping), or `-EBADF` when it is not its own.
@@ -406,20 +405,13 @@ pub extern "C" fn xk_evtchn_wait(port: u32, seen: u32, deadline_ns: u64) -> i64 
 /// Masks (`masked` 1) or unmasks (0) the program's port `port`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_evtchn_set_mask(port: u32, masked: u32) -> isize {
-    let result = own(port).and_then(|()| if masked != 0 { evtchn::mask(port) } else { evtchn::unmask(port) });
-    match result {
-        Ok(()) => 0,
-        Err(e) => e,
-    }
+    status(own(port).and_then(|()| if masked != 0 { evtchn::mask(port) } else { evtchn::unmask(port) }))
 }
 
 /// Closes the program's port `port`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_evtchn_close(port: u32) -> isize {
-    match own(port).and_then(|()| evtchn::close(port)) {
-        Ok(()) => 0,
-        Err(e) => e,
-    }
+    status(own(port).and_then(|()| evtchn::close(port)))
 }
 
 /// From now on the toolstack's shutdown and reboot requests go to the program
