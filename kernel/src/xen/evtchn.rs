@@ -155,18 +155,19 @@ pub fn owner(port: u32) -> Owner {
     }
 }
 
-/// Closes `port`: masked, its handler gone, waiters woken (they see it closed).
+/// Closes `port`: masked, its handler gone, waiters woken (they see it closed). Everything
+/// is done to the port before Xen frees it: once freed, another thread may get the same
+/// number, and nothing of this channel may reach that one.
 pub fn close(port: u32) -> Result<(), isize> {
     let index = check(port)?;
     mask(port)?;
     HANDLERS[index].store(0, Ordering::Release);
     OWNERS[index].store(Owner::None as u8, Ordering::Release);
-    let result = op(EVTCHNOP_CLOSE, &mut Close { port });
     COUNTS[index].fetch_add(1, Ordering::AcqRel);
     if WAITERS[index].load(Ordering::Acquire) != 0 {
         crate::sched::futex_wake(COUNTS[index].as_ptr(), u32::MAX);
     }
-    result
+    op(EVTCHNOP_CLOSE, &mut Close { port })
 }
 
 /// Signals the other end of `port`.

@@ -53,6 +53,10 @@ struct Slot {
 /// Events of one watch.
 pub struct WatchQueue {
     path: Vec<u8>,
+    /// Whether events are being dropped (warned once per episode).
+    overflowing: AtomicBool,
+    /// Events dropped in the current episode.
+    dropped: AtomicU64,
     /// Bumped on each event: the futex word.
     count: AtomicU32,
     events: SpinLock<VecDeque<Vec<u8>>>,
@@ -177,8 +181,14 @@ fn deliver_watch(payload: &[u8]) {
     {
         let mut events = queue.events.lock();
         if events.len() >= WATCH_QUEUE_MAX {
-            warn!("xenstore: watch {id} has {WATCH_QUEUE_MAX} unread events; a new one is dropped");
+            queue.dropped.fetch_add(1, Ordering::Relaxed);
+            if !queue.overflowing.swap(true, Ordering::AcqRel) {
+                warn!("xenstore: watch {id} has {WATCH_QUEUE_MAX} unread events; new ones are dropped until it is read");
+            }
             return;
+        }
+        if queue.overflowing.swap(false, Ordering::AcqRel) {
+            warn!("xenstore: watch {id} dropped {} events", queue.dropped.swap(0, Ordering::Relaxed));
         }
         events.push_back(path.to_vec());
     }
@@ -332,6 +342,8 @@ pub fn watch(path: &[u8], deadline: u64) -> Result<u64, isize> {
     let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
     let queue = Arc::new(WatchQueue {
         path: path.to_vec(),
+        overflowing: AtomicBool::new(false),
+        dropped: AtomicU64::new(0),
         count: AtomicU32::new(0),
         events: SpinLock::new(VecDeque::new()),
     });

@@ -34,6 +34,8 @@ pub enum MsgType {
     SetPerms = 14,
     WatchEvent = 15,
     Error = 16,
+    /// One part of a folder's names, for folders too large for one reply.
+    DirectoryPart = 22,
 }
 
 impl MsgType {
@@ -50,6 +52,7 @@ impl MsgType {
             12 => Self::Mkdir,
             13 => Self::Rm,
             14 => Self::SetPerms,
+            22 => Self::DirectoryPart,
             _ => return None,
         })
     }
@@ -337,5 +340,6 @@ mod tests {
         assert_eq!(MsgType::from_request(4), None, "watches go through their own call");
         assert_eq!(MsgType::from_request(8), None, "XS_INTRODUCE is the toolstack's");
         assert_eq!(MsgType::from_request(16), None);
+        assert_eq!(MsgType::from_request(22), Some(MsgType::DirectoryPart));
     }
 }

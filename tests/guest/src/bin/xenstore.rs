@@ -145,6 +145,10 @@ mod xen {
             }
         };
         println!("binary bytes: {binary:?}");
+        // dom0 filled data/many before: more names than one reply holds.
+        let mut many = xenstore::list("data/many").unwrap();
+        many.sort();
+        println!("big folder: {} names, {} to {}", many.len(), many[0], many[many.len() - 1]);
         println!("binary as text: {:?}", xenstore::read_string("data/binary").unwrap_err().kind());
         println!(
             "dom0's key: {:?}",

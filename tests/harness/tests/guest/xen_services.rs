@@ -64,6 +64,10 @@ fn sixteen_threads_get_their_own_xenstore_answers() {
 pub const HOSTILE_DOM0: &str = "xenstore-write /local/domain/0/xen-test-secret s3cret
 xenstore-chmod /local/domain/0/xen-test-secret n0
 wait_output 'ready'
+args=''
+i=100
+while [ $i -lt 400 ]; do args=\"$args /local/domain/$DOMID/data/many/name-of-key-number-$i x\"; i=$((i + 1)); done
+xenstore-write $args
 xenstore-write /local/domain/$DOMID/data/binary \"$(printf '\\377\\376')\"
 wait_output 'stop xenstored'
 kill -STOP $(cat /run/xenstored.pid)
@@ -85,7 +89,8 @@ fn odd_and_hostile_xenstore_data_gives_clear_errors() {
         "missing: NotFound\nlong path: InvalidInput\nnul in path: InvalidInput\nempty path: InvalidInput\n\
          big value: ArgumentListTooLong\n2000-byte value: 2000 bytes back\n\
          4000-byte value: StorageFull\nready\n\
-         binary bytes: [255, 254]\nbinary as text: InvalidData\ndom0's key: PermissionDenied\n\
+         binary bytes: [255, 254]\n\
+         big folder: 300 names, name-of-key-number-100 to name-of-key-number-399\nbinary as text: InvalidData\ndom0's key: PermissionDenied\n\
          other domain's tree: PermissionDenied\nstop xenstored\nstalled read: Err(TimedOut) after 2 s\n\
          resume xenstored",
         "stderr: {}",

@@ -34,6 +34,7 @@ const TRANSACTION_TRIES: usize = 64;
 static TIMEOUT_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
 
 const XS_DIRECTORY: u32 = 1;
+const XS_DIRECTORY_PART: u32 = 22;
 const XS_READ: u32 = 2;
 const XS_TRANSACTION_START: u32 = 6;
 const XS_TRANSACTION_END: u32 = 7;
@@ -41,6 +42,8 @@ const XS_WRITE: u32 = 11;
 const XS_MKDIR: u32 = 12;
 const XS_RM: u32 = 13;
 const EAGAIN: i32 = 11;
+const E2BIG: i32 = 7;
+const ENOSPC: i32 = 28;
 
 /// Sets how long each xenstore call waits for an answer (`None`: forever), for every thread.
 #[stable(feature = "xen_ext", since = "1.96.0")]
@@ -102,6 +105,47 @@ fn entries(reply: Vec<u8>) -> io::Result<Vec<String>> {
         .collect()
 }
 
+/// The names below `path`: one `XS_DIRECTORY`, or for a folder whose names do not fit in one
+/// reply, `XS_DIRECTORY_PART` from each offset on, again from the start if the folder changed
+/// (its generation count) in between.
+fn list_in(tx: u32, path: &str) -> io::Result<Vec<String>> {
+    match request(XS_DIRECTORY, tx, path.as_bytes(), None) {
+        Err(e) if e.raw_os_error() == Some(E2BIG) => {}
+        other => return entries(other?),
+    }
+    let bad = || io::const_error!(io::ErrorKind::InvalidData, "xenstore sent a malformed folder part");
+    'again: for _ in 0..8 {
+        let mut names = Vec::new();
+        let mut generation: Option<Vec<u8>> = None;
+        let mut offset = 0usize;
+        loop {
+            let mut at = offset.to_string().into_bytes();
+            at.push(0);
+            let reply = request(XS_DIRECTORY_PART, tx, path.as_bytes(), Some(&at))?;
+            let nul = reply.iter().position(|&b| b == 0).ok_or_else(bad)?;
+            let (gencnt, rest) = (&reply[..nul], &reply[nul + 1..]);
+            match &generation {
+                None => generation = Some(gencnt.to_vec()),
+                Some(first) if first.as_slice() != gencnt => continue 'again,
+                Some(_) => {}
+            }
+            // The list's end is an empty name: the part ends in two NULs, or is one NUL.
+            let last = rest.is_empty() || rest == [0] || rest.ends_with(&[0, 0]);
+            let body = if rest.ends_with(&[0, 0]) { &rest[..rest.len() - 1] } else { rest };
+            let before = names.len();
+            names.extend(entries(body.to_vec())?);
+            if last {
+                return Ok(names);
+            }
+            if names.len() == before {
+                return Err(bad());
+            }
+            offset += body.len();
+        }
+    }
+    Err(io::const_error!(io::ErrorKind::WouldBlock, "the xenstore folder kept changing while it was read"))
+}
+
 fn read_in(tx: u32, path: &str) -> io::Result<Vec<u8>> {
     request(XS_READ, tx, path.as_bytes(), None)
 }
@@ -132,7 +176,7 @@ pub fn write(path: &str, value: impl AsRef<[u8]>) -> io::Result<()> {
 /// Lists the names of the keys directly below `path`.
 #[stable(feature = "xen_ext", since = "1.96.0")]
 pub fn list(path: &str) -> io::Result<Vec<String>> {
-    entries(request(XS_DIRECTORY, 0, path.as_bytes(), None)?)
+    list_in(0, path)
 }
 
 /// Creates the key `path` with an empty value, if it does not exist.
@@ -233,7 +277,7 @@ impl Transaction {
     /// Lists the keys below `path` in the transaction.
     #[stable(feature = "xen_ext", since = "1.96.0")]
     pub fn list(&self, path: &str) -> io::Result<Vec<String>> {
-        entries(request(XS_DIRECTORY, self.id, path.as_bytes(), None)?)
+        list_in(self.id, path)
     }
 
     /// Removes `path` in the transaction.
@@ -257,14 +301,33 @@ impl Drop for Transaction {
     }
 }
 
+/// Starts a transaction. xenstored allows a domain only a few open at once (10 with Xen
+/// 4.17's defaults) and answers ENOSPC beyond them: then this waits for one to end, backing
+/// off up to the xenstore timeout.
+fn start() -> io::Result<Vec<u8>> {
+    let started = crate::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match request(XS_TRANSACTION_START, 0, b"", None) {
+            Err(e) if e.raw_os_error() == Some(ENOSPC) && timeout().is_none_or(|t| started.elapsed() < t) => {
+                crate::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs `body` in a transaction and commits it; when another change got in the way (xenstore
-/// answers `EAGAIN`), runs `body` again in a new transaction, up to 64 times. An error from
-/// `body` abandons the transaction and is returned.
+/// answers `EAGAIN`), runs `body` again in a new transaction, up to 64 times, then returns
+/// that `EAGAIN` ([`ErrorKind::WouldBlock`](io::ErrorKind::WouldBlock)). When the domain has
+/// as many transactions open as xenstored allows, waits for one to end (up to the timeout,
+/// then `StorageFull`). An error from `body` abandons the transaction and is returned.
 #[stable(feature = "xen_ext", since = "1.96.0")]
 pub fn transaction<T>(mut body: impl FnMut(&Transaction) -> io::Result<T>) -> io::Result<T> {
     let mut last = None;
     for _ in 0..TRANSACTION_TRIES {
-        let reply = request(XS_TRANSACTION_START, 0, b"", None)?;
+        let reply = start()?;
         let text = reply.strip_suffix(&[0]).unwrap_or(&reply);
         let id = crate::str::from_utf8(text)
             .ok()
