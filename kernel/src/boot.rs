@@ -7,7 +7,7 @@ use crate::arch::x86_64::{self as arch, traps};
 use crate::cmdline::{CmdLine, ConsoleMode};
 use crate::log::{self, Level};
 use crate::mm::{self, paging};
-use crate::xen::abi::{SIF_INITDOMAIN, ShutdownReason, StartInfo};
+use crate::xen::abi::{SIF_INITDOMAIN, SIF_MOD_START_PFN, ShutdownReason, StartInfo};
 use crate::xen::{console, hypercall};
 
 /// The parsed command line, filled once at boot and read-only afterwards.
@@ -128,12 +128,40 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
     crate::random::init(&cmdline().seed[..cmdline().seed_len]);
     debug!("random seeded in {} us; memory ready {} us after hand-over", (crate::time::monotonic_ns() - t0) / 1000, (t0 - BOOT_NS.load(Ordering::Relaxed)) / 1000);
 
+    if let Err((what, at)) = crate::fs::mount(ramdisk(si)) {
+        log::write(Level::Error, format_args!("boot failed: the packed files (ramdisk) hold {what}, at byte {at}"));
+        crate::exit(2);
+    }
+
     let stack_bytes = if layout.nr_frames >= 8192 { 1 << 20 } else { 128 << 10 };
     let Some(stack) = mm::alloc_stack(stack_bytes) else { fail("no memory for the main stack") };
     MAIN_GUARD.store(stack.guard(), Ordering::Relaxed);
     // SAFETY: `stack.top` is the top of a fresh, mapped stack that nothing else uses; the main
     // stack is never freed.
     unsafe { switch_stack(stack.top, run_main) }
+}
+
+/// The ramdisk module, which holds the packed files (`docs/fs.md`), or `None` without one.
+///
+/// Xen maps it in the initial mapping; `mm::init` counts it in the boot layout, so its frames
+/// are never handed out: the kernel keeps them for the guest's life and reads packed files in
+/// place.
+fn ramdisk(si: &StartInfo) -> Option<&'static [u8]> {
+    if si.mod_start == 0 || si.mod_len == 0 {
+        return None;
+    }
+    if si.flags & SIF_MOD_START_PFN != 0 {
+        warn!("Xen passed the ramdisk unmapped (SIF_MOD_START_PFN): no packed files");
+        return None;
+    }
+    let end = si.mod_start.checked_add(si.mod_len);
+    if si.mod_start < paging::VIRT_BASE || end.is_none_or(|end| end > memory_end()) {
+        warn!("the ramdisk at {:#x} ({} bytes) lies outside memory: no packed files", si.mod_start, si.mod_len);
+        return None;
+    }
+    // SAFETY: checked to lie in the initial mapping, in frames the allocator never hands out;
+    // nothing writes them after Xen loaded the module.
+    Some(unsafe { core::slice::from_raw_parts(si.mod_start as *const u8, si.mod_len as usize) })
 }
 
 /// Moves to the stack whose top is `top` and calls `next` there.

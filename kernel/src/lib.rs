@@ -14,6 +14,7 @@ pub mod log;
 
 pub mod cmdline;
 pub mod framing;
+pub mod fs;
 pub mod mm;
 pub mod random;
 pub mod sync;

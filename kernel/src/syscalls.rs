@@ -4,8 +4,10 @@
 use crate::xen::abi::errno;
 use crate::xen::console;
 
+pub mod fs;
+
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 3;
+pub const XK_ABI_VERSION: u32 = 4;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {
@@ -103,9 +105,7 @@ pub extern "C" fn xk_monotonic_ns() -> u64 {
 /// Both pointers must be valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_wallclock(secs: *mut i64, nanos: *mut u32) {
-    let (base_secs, base_nanos) = crate::arch::x86_64::wallclock_base();
-    let ns = base_secs as u128 * 1_000_000_000 + base_nanos as u128 + crate::time::monotonic_ns() as u128;
-    let (s, n) = crate::time::split_ns(ns);
+    let (s, n) = crate::time::wallclock();
     // SAFETY: the caller guarantees both pointers.
     unsafe {
         secs.write(s);

@@ -41,6 +41,13 @@ pub fn monotonic_ns() -> u64 {
     LAST.load(Ordering::Relaxed)
 }
 
+/// The time of day (since the UNIX epoch): Xen's wallclock plus system time.
+#[cfg(target_os = "none")]
+pub fn wallclock() -> (i64, u32) {
+    let (base_secs, base_nanos) = crate::arch::x86_64::wallclock_base();
+    split_ns(base_secs as u128 * 1_000_000_000 + base_nanos as u128 + monotonic_ns() as u128)
+}
+
 /// Splits ns since the UNIX epoch into seconds and ns.
 pub fn split_ns(ns: u128) -> (i64, u32) {
     ((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)

@@ -207,6 +207,10 @@ pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
 /// `SIF_INITDOMAIN` (`xen.h`): this is the initial control domain (dom0).
 pub const SIF_INITDOMAIN: u32 = 1 << 1;
 
+/// `SIF_MOD_START_PFN` (`xen.h`): `mod_start` is a frame number, the module not mapped (only
+/// for kernels that ask with `XEN_ELFNOTE_MOD_START_PFN`, which this one does not).
+pub const SIF_MOD_START_PFN: u32 = 1 << 3;
+
 /// `MAX_GUEST_CMDLINE` (`xen.h`).
 pub const MAX_GUEST_CMDLINE: usize = 1024;
 

@@ -126,6 +126,8 @@ pub fn run_image(image: &Path, mode: Mode, options: &[&str], args: &[&str]) -> R
     for var in RUNNER_VARIABLES {
         cmd.env_remove(var);
     }
+    // Else the runner would look for the harness crate's own `xen-files/` (docs/fs.md).
+    cmd.env_remove("CARGO_MANIFEST_DIR");
     cmd.output().expect("cannot start xen-runner").into()
 }
 
@@ -196,6 +198,8 @@ pub struct DomUJob {
     pub driver: Option<&'static str>,
     /// Lines added to the guest's xl config.
     pub xl: &'static [&'static str],
+    /// A folder of the repository packed as the guest's files (`docs/fs.md`).
+    pub files: Option<&'static str>,
 }
 
 impl DomUJob {
@@ -220,7 +224,13 @@ impl DomUJob {
             timeout_secs: 120,
             driver: None,
             xl: &[],
+            files: None,
         }
+    }
+
+    /// Packs this folder (relative to the repository) as the guest's files.
+    pub const fn files(self, dir: &'static str) -> Self {
+        Self { files: Some(dir), ..self }
     }
 
     /// Gives the program these arguments.
@@ -276,6 +286,7 @@ impl DomUJob {
             ("memory", self.memory_mib.map(Into::into)),
             ("vcpus", self.vcpus.map(Into::into)),
             ("driver", self.driver.map(Into::into)),
+            ("files", self.files.map(|dir| repo().join(dir).to_string_lossy().into_owned().into())),
         ];
         for (key, value) in fields {
             if let Some(value) = value {
@@ -349,6 +360,7 @@ fn run_batch(jobs: &[DomUJob]) -> Result<Vec<DomUResult>, String> {
     for var in RUNNER_VARIABLES {
         cmd.env_remove(var);
     }
+    cmd.env_remove("CARGO_MANIFEST_DIR");
     let started = Instant::now();
     let out = cmd.output().map_err(|e| format!("cannot start {}: {e}", runner().display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);

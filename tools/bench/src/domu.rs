@@ -162,6 +162,7 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
             memory_mib: job.memory_mib,
             vcpus: job.vcpus,
             cmdline: job.cmdline.clone(),
+            ramdisk: None,
             extra_lines: Vec::new(),
         };
         let Some(ramdisk) = &job.ramdisk else {
@@ -182,9 +183,8 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
             }
         };
         config.kernel = format!("/{shared}/vmlinux");
-        // The runner's config has no ramdisk; xl takes it from a line of its own.
-        let text = format!("{}ramdisk = \"/{shared}/initramfs.cpio\"\n", config.render()?);
-        cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, text.as_bytes())?;
+        config.ramdisk = Some(format!("/{shared}/initramfs.cpio"));
+        cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, config.render()?.as_bytes())?;
     }
     let archive = cpio.finish()?;
     let initrd = dir.join("initrd.cpio");

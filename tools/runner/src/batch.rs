@@ -211,6 +211,7 @@ fn prepare_job(job: &Job, index: usize) -> Result<Ready, Box<JobResult>> {
         image: &job.image,
         args: &job.args,
         env: &job.env,
+        files: job.files.as_deref(),
         memory_mib: job.memory_mib,
         vcpus: job.vcpus,
         log: job.log,
@@ -293,7 +294,8 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
     }
     let mut configs = Vec::with_capacity(ready.len());
     for (k, r) in ready.iter().enumerate() {
-        let xl = xlcfg::XlConfig { kernel: harness::job_image(k), ..r.prepared.xl.clone() };
+        let ramdisk = r.prepared.ramdisk.as_ref().map(|_| harness::job_ramdisk(k));
+        let xl = xlcfg::XlConfig { kernel: harness::job_image(k), ramdisk, ..r.prepared.xl.clone() };
         configs.push(xl.render()?);
     }
     let files: Vec<JobFiles<'_>> = ready
@@ -302,6 +304,7 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
         .map(|(r, config)| JobFiles {
             config,
             image: &images.iter().find(|(p, _)| *p == r.prepared.image).expect("read above").1,
+            ramdisk: r.prepared.ramdisk.as_deref(),
             driver: jobs[r.index].driver.as_deref(),
             timeout: jobs[r.index].timeout,
         })
@@ -644,6 +647,7 @@ mod tests {
             driver: None,
             xl_lines: vec![],
             log: None,
+            files: None,
         };
         let pid = std::process::id();
         assert_eq!(domain_name(&job("exit 42"), 0), format!("xr-exit_42-{pid}-1"));

@@ -40,36 +40,46 @@ impl<W: Write> CpioWriter<W> {
 
     /// Adds a directory (its parent must come first, or already exist).
     pub fn dir(&mut self, path: &str, perm: u32) -> io::Result<()> {
-        self.entry(path, S_IFDIR | (perm & 0o7777), 2, &[])
+        self.dir_at(path, perm, 0)
+    }
+
+    /// Adds a directory modified at `mtime` (seconds since the UNIX epoch).
+    pub fn dir_at(&mut self, path: &str, perm: u32, mtime: u32) -> io::Result<()> {
+        self.entry(path, S_IFDIR | (perm & 0o7777), 2, mtime, &[])
     }
 
     /// Adds a regular file.
     pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
-        self.entry(path, S_IFREG | (perm & 0o7777), 1, data)
+        self.file_at(path, perm, 0, data)
+    }
+
+    /// Adds a regular file modified at `mtime` (seconds since the UNIX epoch).
+    pub fn file_at(&mut self, path: &str, perm: u32, mtime: u32, data: &[u8]) -> io::Result<()> {
+        self.entry(path, S_IFREG | (perm & 0o7777), 1, mtime, data)
     }
 
     /// Adds a symbolic link to `target` (its data is the target's path).
     pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
-        self.entry(path, S_IFLNK | 0o777, 1, target.as_bytes())
+        self.entry(path, S_IFLNK | 0o777, 1, 0, target.as_bytes())
     }
 
     /// Writes the trailer, pads the archive to 512 bytes, and returns the
     /// writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.entry(TRAILER, 0, 1, &[])?;
+        self.entry(TRAILER, 0, 1, 0, &[])?;
         let pad = (512 - self.written % 512) % 512;
         self.out.write_all(&vec![0; pad as usize])?;
         Ok(self.out)
     }
 
     /// Writes one header, name and data.
-    fn entry(&mut self, name: &str, mode: u32, nlink: u32, data: &[u8]) -> io::Result<()> {
+    fn entry(&mut self, name: &str, mode: u32, nlink: u32, mtime: u32, data: &[u8]) -> io::Result<()> {
         let size = u32::try_from(data.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cpio file over 4 GiB"))?;
         let name_size = name.len() as u32 + 1;
         let ino = if name == TRAILER { 0 } else { self.next_ino };
         self.next_ino += 1;
-        let fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, name_size, 0];
+        let fields = [ino, mode, 0, 0, nlink, mtime, size, 0, 0, 0, 0, name_size, 0];
         let mut header = Vec::with_capacity(110 + name.len() + 4);
         header.extend_from_slice(MAGIC);
         for field in fields {

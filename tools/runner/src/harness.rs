@@ -38,6 +38,9 @@ pub const JOB: &str = "001";
 /// The first job's image inside dom0 (a single `--mode domu` run has only that job).
 pub const JOB_IMAGE: &str = "/jobs/001/image";
 
+/// The first job's packed files inside dom0.
+pub const JOB_RAMDISK: &str = "/jobs/001/ramdisk";
+
 /// The most jobs one archive can hold: `/init` runs the folders in name order,
 /// which is number order only up to `999`.
 pub const MAX_JOBS: usize = 999;
@@ -50,6 +53,11 @@ pub fn job_number(index: usize) -> String {
 /// Returns the path inside dom0 of the image of the job at `index`.
 pub fn job_image(index: usize) -> String {
     format!("/jobs/{}/image", job_number(index))
+}
+
+/// Returns the path inside dom0 of the packed files of the job at `index`.
+pub fn job_ramdisk(index: usize) -> String {
+    format!("/jobs/{}/ramdisk", job_number(index))
 }
 
 /// A line of the harness.
@@ -125,6 +133,8 @@ pub struct JobFiles<'a> {
     pub config: &'a str,
     /// The guest image.
     pub image: &'a [u8],
+    /// The packed files' archive, the guest's ramdisk ([`job_ramdisk`]).
+    pub ramdisk: Option<&'a [u8]>,
     /// A shell script that dom0 runs while the guest runs.
     pub driver: Option<&'a str>,
     /// After this long dom0 destroys the guest and ends the job as `timeout`.
@@ -141,7 +151,7 @@ pub fn jobs_archive(jobs: &[JobFiles<'_>]) -> io::Result<Vec<u8>> {
         let why = format!("{} jobs, but one archive holds at most {MAX_JOBS}", jobs.len());
         return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     }
-    let size = jobs.iter().map(|j| j.image.len() + 4096).sum();
+    let size = jobs.iter().map(|j| j.image.len() + j.ramdisk.map_or(0, <[u8]>::len) + 4096).sum();
     let mut cpio = CpioWriter::new(Vec::with_capacity(size));
     let mut stored: Vec<([u8; 32], String)> = Vec::new();
     cpio.dir("jobs", 0o755)?;
@@ -158,6 +168,9 @@ pub fn jobs_archive(jobs: &[JobFiles<'_>]) -> io::Result<Vec<u8>> {
                 cpio.file(&format!("{dir}/image"), 0o644, job.image)?;
                 stored.push((hash, job_number(index)));
             }
+        }
+        if let Some(ramdisk) = job.ramdisk {
+            cpio.file(&format!("{dir}/ramdisk"), 0o644, ramdisk)?;
         }
         if let Some(driver) = job.driver {
             cpio.file(&format!("{dir}/driver"), 0o644, driver.as_bytes())?;
@@ -344,7 +357,7 @@ mod tests {
     }
 
     fn job<'a>(config: &'a str, image: &'a [u8]) -> JobFiles<'a> {
-        JobFiles { config, image, driver: None, timeout: None }
+        JobFiles { config, image, ramdisk: None, driver: None, timeout: None }
     }
 
     #[test]
@@ -368,10 +381,11 @@ mod tests {
             job("one", &image),
             JobFiles { driver: Some("wait_output hi\n"), ..job("two", &other) },
             JobFiles { timeout: Some(Duration::from_millis(2501)), ..job("three", &image) },
+            JobFiles { ramdisk: Some(b"070701"), ..job("four", &image) },
         ];
         let bytes = jobs_archive(&jobs).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        for name in ["jobs/002/driver\0", "jobs/003/timeout\0", "jobs/003/xl.cfg\0"] {
+        for name in ["jobs/002/driver\0", "jobs/003/timeout\0", "jobs/003/xl.cfg\0", "jobs/004/ramdisk\0"] {
             assert!(text.contains(name), "{name}");
         }
         let link = text.find("jobs/003/image\0").expect("job 3's image");

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cmdline;
 pub mod console;
 pub mod cpio;
+pub mod files;
 pub mod crash;
 pub mod demux;
 pub mod framing;

@@ -54,6 +54,15 @@ struct Cli {
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
     env: Vec<OsString>,
 
+    /// Pack this folder as the guest's files, mounted at / (docs/fs.md) [default: the
+    /// package's xen-files/ folder under `cargo run`, if it has one]
+    #[arg(long, value_name = "DIR", env = "XEN_RUNNER_FILES", conflicts_with = "no_files")]
+    files: Option<PathBuf>,
+
+    /// Pack no files, not even the package's xen-files/ folder
+    #[arg(long)]
+    no_files: bool,
+
     /// Stop the guest after this many seconds (exit 124) [default: none]
     #[arg(long, value_name = "SECS", env = "XEN_RUNNER_TIMEOUT")]
     timeout: Option<f64>,
@@ -153,8 +162,19 @@ impl Cli {
         })
     }
 
+    /// The folder to pack: `--files`, else (unless `--no-files`) the `xen-files/` folder of
+    /// the package cargo runs.
+    fn files(&self) -> Option<PathBuf> {
+        if self.no_files {
+            return None;
+        }
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+        self.files.clone().or_else(|| xen_runner::files::convention_dir(manifest_dir.as_deref()))
+    }
+
     fn into_options(mut self) -> Result<RunOptions, String> {
         let env = self.env();
+        let files = self.files();
         let timeout = self.timeout()?;
         let mut command = self.command.into_iter();
         let image = PathBuf::from(command.next().ok_or("no IMAGE given")?);
@@ -165,6 +185,7 @@ impl Cli {
             memory_mib: self.memory,
             vcpus: self.vcpus,
             env,
+            files,
             timeout,
             verbose: self.verbose,
             print_xl_config: self.print_xl_config,

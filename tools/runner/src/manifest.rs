@@ -11,7 +11,9 @@
 //!
 //! Every field but `name` and `image` may be left out; the runner's own options
 //! (`--memory`, `--vcpus`, `--env`, `--timeout`, `--log` and their variables) then
-//! stand in. A relative image path is taken from the manifest's folder.
+//! stand in. A relative image path is taken from the manifest's folder, as is `files`, a
+//! folder packed as the job's files (`docs/fs.md`; a job without it has none, whatever
+//! `--files` says).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -39,6 +41,7 @@ struct Entry {
     #[serde(default)]
     xl: Vec<String>,
     log: Option<String>,
+    files: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +88,8 @@ pub struct Job {
     pub xl_lines: Vec<String>,
     /// The kernel log level.
     pub log: Option<LogLevel>,
+    /// The folder packed as the guest's files (`docs/fs.md`).
+    pub files: Option<PathBuf>,
 }
 
 /// Why a manifest was refused.
@@ -169,6 +174,7 @@ fn check(entry: &Entry, base: &Path, defaults: &Defaults) -> Result<Job, String>
         driver: entry.driver.clone(),
         xl_lines: entry.xl.clone(),
         log,
+        files: entry.files.as_ref().map(|dir| base.join(dir)),
     })
 }
 
@@ -200,7 +206,7 @@ mod tests {
             r#"{ "jobs": [
                 { "name": "full", "image": "/abs/img", "args": ["a b", ""], "env": ["X=1", "Y"],
                   "memory": 128, "vcpus": 2, "timeout": 2.5, "driver": "echo hi\n",
-                  "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug" },
+                  "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug", "files": "fixtures" },
                 { "name": "plain", "image": "rel/img" }
             ] }"#,
         )
@@ -218,6 +224,7 @@ mod tests {
                 driver: Some("echo hi\n".into()),
                 xl_lines: vec!["vif = [ \"bridge=xenbr0\" ]".into()],
                 log: Some(LogLevel::Debug),
+                files: Some("/m/fixtures".into()),
             }
         );
         let plain = &jobs[1];
@@ -226,6 +233,7 @@ mod tests {
         assert_eq!(plain.env, [OsString::from("HOME=/d")]);
         assert_eq!(plain.timeout, Some(Duration::from_secs(300)));
         assert!(plain.args.is_empty() && plain.driver.is_none() && plain.xl_lines.is_empty());
+        assert_eq!(plain.files, None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::session::{End, Session};
 use crate::status::{self, GuestExit};
 use crate::symbolize::ImageSymbols;
 use crate::xlcfg::{self, XlConfig};
-use crate::{cache, harness, qemu, xl};
+use crate::{cache, files, harness, qemu, xl};
 
 /// How long the Linux dom0 may take to boot before a `--timeout` starts
 /// counting, in `--mode domu`.
@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub vcpus: u32,
     /// `--env` values, `NAME` or `NAME=VALUE`.
     pub env: Vec<OsString>,
+    /// The folder to pack as the guest's files (`docs/fs.md`).
+    pub files: Option<PathBuf>,
     /// How long the guest may run.
     pub timeout: Option<Duration>,
     /// Show Xen's console and all kernel logs on stderr.
@@ -100,6 +102,7 @@ impl RunOptions {
             image: &self.image,
             args: &self.args,
             env: &self.env,
+            files: self.files.as_deref(),
             memory_mib: self.memory_mib,
             vcpus: self.vcpus,
             log: self.log,
@@ -120,6 +123,8 @@ pub struct Guest<'a> {
     pub args: &'a [OsString],
     /// `NAME` or `NAME=VALUE` values, as `--env` takes them.
     pub env: &'a [OsString],
+    /// The folder to pack as the guest's files.
+    pub files: Option<&'a Path>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// Guest vCPUs.
@@ -144,6 +149,8 @@ pub struct Prepared {
     pub cmdline: String,
     /// The xl config (checked: it renders).
     pub xl: XlConfig,
+    /// The packed files' archive, for the guest's ramdisk.
+    pub ramdisk: Option<Vec<u8>>,
 }
 
 /// How a run is to be judged once it ended.
@@ -165,7 +172,15 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         Ok(prepared) => prepared,
         Err(status) => return Ok(status),
     };
-    let Prepared { image, cmdline, xl } = prepared;
+    let Prepared { image, cmdline, mut xl, ramdisk } = prepared;
+    let staging = staging_dir()?;
+    let ramdisk_file = match &ramdisk {
+        Some(archive) => Some(write_ramdisk(archive, &image, mode, opts.print_xl_config, staging.path())?),
+        None => None,
+    };
+    if mode == Mode::Xl {
+        xl.ramdisk = ramdisk_file.as_ref().map(|f| f.to_string_lossy().into_owned());
+    }
     let config = xl.render()?;
     if opts.print_xl_config {
         print!("{config}");
@@ -174,13 +189,15 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     if opts.verbose {
         eprintln!("xen-runner: mode {mode:?}, guest command line: {cmdline}");
     }
-    let staging = staging_dir()?;
     let (cmd, xl_domain) = match mode {
-        Mode::Dom0 => (dom0_command(opts, &image, &cmdline, staging.path())?, None),
+        Mode::Dom0 => {
+            (dom0_command(opts, &image, &cmdline, ramdisk_file.as_deref(), staging.path())?, None)
+        }
         Mode::Domu => {
             let job = harness::JobFiles {
                 config: &config,
                 image: &read_image(&image)?,
+                ramdisk: ramdisk.as_deref(),
                 driver: None,
                 timeout: None,
             };
@@ -235,9 +252,46 @@ pub fn prepare(
     let Some(cmdline) = guest_cmdline(guest, &image, for_people, err)? else {
         return Ok(Err(status::STATUS_USAGE));
     };
-    let xl = xl_config(guest, &image, &cmdline, mode);
+    let ramdisk = match guest.files {
+        Some(dir) => Some(pack_files(dir, guest.memory_mib, err)?),
+        None => None,
+    };
+    let mut xl = xl_config(guest, &image, &cmdline, mode);
+    if ramdisk.is_some() {
+        xl.ramdisk = Some(harness::JOB_RAMDISK.to_owned());
+    }
     xl.render()?;
-    Ok(Ok(Prepared { image, cmdline, xl }))
+    Ok(Ok(Prepared { image, cmdline, xl, ramdisk }))
+}
+
+/// Packs the folder `dir` for a guest of `memory_mib`; the archive stays in the guest's memory,
+/// so it may take at most half of it.
+fn pack_files(dir: &Path, memory_mib: u32, err: &mut dyn Write) -> Result<Vec<u8>> {
+    let archive = files::pack(dir, err)?;
+    let limit = (u64::from(memory_mib) << 20) / 2;
+    if archive.len() as u64 > limit {
+        bail!(
+            "the packed files of {} take {} KiB, more than half the guest's {memory_mib} MiB: \
+             give more --memory",
+            dir.display(),
+            archive.len() >> 10
+        );
+    }
+    Ok(archive)
+}
+
+/// Writes the packed files where the boot reads them: the scratch folder, or, for a printed
+/// xl config (kept to be used later), next to the image.
+fn write_ramdisk(archive: &[u8], image: &Path, mode: Mode, for_people: bool, staging: &Path) -> Result<PathBuf> {
+    let file = if for_people && mode != Mode::Dom0 {
+        let mut name = image.as_os_str().to_owned();
+        name.push(".files.cpio");
+        PathBuf::from(name)
+    } else {
+        staging.join("files.cpio")
+    };
+    std::fs::write(&file, archive).with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
 }
 
 /// Reads the image to put it into a jobs archive.
@@ -375,6 +429,7 @@ fn xl_config(guest: &Guest<'_>, image: &Path, cmdline: &str, mode: Mode) -> XlCo
         memory_mib: guest.memory_mib,
         vcpus: guest.vcpus,
         cmdline: cmdline.to_owned(),
+        ramdisk: None,
         extra_lines: guest.xl_lines.to_vec(),
     }
 }
@@ -412,14 +467,21 @@ fn hypervisor(platform: Platform<'_>, fallback: &Path) -> Result<PathBuf> {
     cache::hypervisor(path, &cache::dir()?)
 }
 
-/// The QEMU command that boots the image as dom0.
-fn dom0_command(opts: &RunOptions, image: &Path, cmdline: &str, staging: &Path) -> Result<Command> {
+/// The QEMU command that boots the image as dom0, with the packed files as the second
+/// multiboot module (Xen hands dom0 the first module after its kernel as its ramdisk).
+fn dom0_command(
+    opts: &RunOptions,
+    image: &Path,
+    cmdline: &str,
+    ramdisk: Option<&Path>,
+    staging: &Path,
+) -> Result<Command> {
     let xen = hypervisor(opts.platform(), Path::new(DEFAULT_XEN))?;
     // The module's first word is dropped by Xen, and its path must hold no
     // comma or space for -initrd: a link with a plain name stands in.
     let link = staging.join("image");
     std::os::unix::fs::symlink(image, &link).context("linking the image")?;
-    let machine = qemu::dom0_machine(
+    let mut machine = qemu::dom0_machine(
         &opts.qemu,
         &xen,
         &opts.xen_args,
@@ -428,6 +490,9 @@ fn dom0_command(opts: &RunOptions, image: &Path, cmdline: &str, staging: &Path) 
         opts.memory_mib,
         opts.vcpus,
     );
+    if let Some(ramdisk) = ramdisk {
+        machine.modules.push((ramdisk.to_owned(), String::new()));
+    }
     let mut cmd = Command::new(&machine.qemu);
     cmd.args(machine.args()?);
     Ok(cmd)

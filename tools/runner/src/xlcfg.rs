@@ -15,6 +15,8 @@ pub struct XlConfig {
     pub vcpus: u32,
     /// The guest command line (`extra`).
     pub cmdline: String,
+    /// The packed files' archive as the toolstack sees it (`ramdisk`), when there are any.
+    pub ramdisk: Option<String>,
     /// More lines, added at the end as they are (a later setting wins in xl).
     pub extra_lines: Vec<String>,
 }
@@ -65,6 +67,9 @@ impl XlConfig {
             vcpus = self.vcpus,
             extra = quote("extra", &self.cmdline)?,
         );
+        if let Some(ramdisk) = &self.ramdisk {
+            config.push_str(&format!("ramdisk = {}\n", quote("ramdisk", ramdisk)?));
+        }
         for line in &self.extra_lines {
             if line.chars().any(char::is_control) {
                 return Err(BadConfigValue { key: "extra lines", value: line.clone() });
@@ -116,6 +121,7 @@ mod tests {
             memory_mib: 64,
             vcpus: 2,
             cmdline: "xen.console=framed A=%20 -- hello x".into(),
+            ramdisk: None,
             extra_lines: Vec::new(),
         }
     }
@@ -136,6 +142,13 @@ on_reboot = \"destroy\"
 on_crash = \"preserve\"
 ";
         assert_eq!(config().render().unwrap(), want);
+    }
+
+    #[test]
+    fn names_the_packed_files_as_the_ramdisk() {
+        let cfg = XlConfig { ramdisk: Some("/jobs/001/ramdisk".into()), ..config() };
+        let text = cfg.render().unwrap();
+        assert!(text.contains("on_crash = \"preserve\"\nramdisk = \"/jobs/001/ramdisk\"\n"), "{text}");
     }
 
     #[test]

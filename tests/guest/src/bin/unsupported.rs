@@ -3,8 +3,8 @@
 use std::io::ErrorKind;
 
 fn main() {
-    let file = std::fs::File::open("/etc/hostname").map(|_| ()).unwrap_err();
-    println!("fs: {:?}", file.kind());
+    let link = std::fs::hard_link("/tmp", "/tmp2").unwrap_err();
+    println!("fs: {:?}", link.kind());
     let net = std::net::TcpListener::bind("127.0.0.1:80").map(|_| ()).unwrap_err();
     println!("net: {:?}", net.kind());
     let process = std::process::Command::new("ls").status().map(|_| ()).unwrap_err();

@@ -56,6 +56,13 @@ impl SystemTime {
         SystemTime(Duration::new(secs, nanos % (NANOS_PER_SEC as u32)))
     }
 
+    /// The time `secs` and `nanos` after the UNIX epoch (file times from the kernel); times
+    /// before the epoch are taken as the epoch, which `SystemTime` cannot go below here.
+    pub(crate) fn from_unix(secs: i64, nanos: u32) -> SystemTime {
+        let secs = u64::try_from(secs).unwrap_or(0);
+        SystemTime(Duration::new(secs, nanos % (NANOS_PER_SEC as u32)))
+    }
+
     pub fn sub_time(&self, other: &SystemTime) -> Result<Duration, Duration> {
         self.0.checked_sub(other.0).ok_or_else(|| other.0 - self.0)
     }

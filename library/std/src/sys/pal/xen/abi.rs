@@ -6,12 +6,27 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 3;
+pub const XK_ABI_VERSION: u32 = 4;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
 /// The console stream that carries stderr.
 pub const STREAM_STDERR: u32 = 2;
+
+/// What `xk_fs_stat` and `xk_fs_fstat` fill in.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct XkStat {
+    pub size: u64,
+    pub ino: u64,
+    pub modified_secs: i64,
+    pub created_secs: i64,
+    pub modified_nanos: u32,
+    pub created_nanos: u32,
+    /// `S_IFDIR` or `S_IFREG` and the permission bits, as Linux's `st_mode`.
+    pub mode: u32,
+    pub reserved: u32,
+}
 
 unsafe extern "C" {
     pub safe fn xk_abi_version() -> u32;
@@ -60,7 +75,27 @@ unsafe extern "C" {
     pub safe fn xk_shutdown_subscribe() -> isize;
     pub safe fn xk_shutdown_next(deadline_ns: u64) -> isize;
     pub safe fn xk_exit_reboot(status: c_int) -> !;
+    pub fn xk_fs_open(path: *const u8, len: usize, flags: u32, mode: u32) -> i64;
+    pub safe fn xk_fs_close(handle: u64) -> isize;
+    pub fn xk_fs_read(handle: u64, buf: *mut u8, len: usize) -> isize;
+    pub fn xk_fs_write(handle: u64, buf: *const u8, len: usize) -> isize;
+    pub safe fn xk_fs_seek(handle: u64, offset: i64, whence: u32) -> i64;
+    pub fn xk_fs_fstat(handle: u64, out: *mut XkStat) -> isize;
+    pub fn xk_fs_stat(path: *const u8, len: usize, out: *mut XkStat) -> isize;
+    pub safe fn xk_fs_set_len(handle: u64, size: u64) -> isize;
+    pub fn xk_fs_set_perm(path: *const u8, len: usize, perm: u32) -> isize;
+    pub safe fn xk_fs_fset_perm(handle: u64, perm: u32) -> isize;
+    pub fn xk_fs_mkdir(path: *const u8, len: usize, mode: u32) -> isize;
+    pub fn xk_fs_rmdir(path: *const u8, len: usize) -> isize;
+    pub fn xk_fs_unlink(path: *const u8, len: usize) -> isize;
+    pub fn xk_fs_rename(old: *const u8, old_len: usize, new: *const u8, new_len: usize) -> isize;
+    pub fn xk_fs_read_dir(path: *const u8, len: usize, out: *mut u8, cap: usize) -> isize;
+    pub fn xk_fs_getcwd(out: *mut u8, cap: usize) -> isize;
+    pub fn xk_fs_chdir(path: *const u8, len: usize) -> isize;
+    pub fn xk_fs_canonicalize(path: *const u8, len: usize, out: *mut u8, cap: usize) -> isize;
 }
+
+const _: () = assert!(size_of::<XkStat>() == 48);
 
 /// `-ETIMEDOUT`, as `xk_futex_wait` returns it.
 pub const ETIMEDOUT: isize = 110;
