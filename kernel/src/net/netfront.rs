@@ -231,12 +231,16 @@ impl Netfront {
     /// Publishes the rings and the event channel and connects (`netif.h`, "Frontend
     /// configuration"); the keys in the order Mini-OS writes them.
     fn connect(&mut self, deadline: u64) -> Result<(), NetError> {
-        let ready = |s| matches!(s, XenbusState::InitWait | XenbusState::Connected | XenbusState::Closing | XenbusState::Closed);
-        let state = xenbus::wait_for_backend_until(&self.backend, ready, deadline).map_err(NetError::Xen)?;
-        if matches!(state, XenbusState::Closing | XenbusState::Closed) {
-            return Err(NetError::BackendClosed);
-        }
         let path = self.path.clone();
+        // A backend left Closed by an earlier open of the device (netback stays Closed while
+        // the vif exists) goes back to InitWait when the frontend says Initialising.
+        xenbus::switch_state(&path, XenbusState::Initialising, deadline).map_err(NetError::Xen)?;
+        let ready = |s| matches!(s, XenbusState::InitWait | XenbusState::Connected);
+        match xenbus::wait_for_backend_until(&self.backend, ready, deadline) {
+            Ok(_) => {}
+            Err(e) if e == -errno::ETIMEDOUT => return Err(NetError::TimedOut),
+            Err(e) => return Err(NetError::Xen(e)),
+        }
         write_key(&path, "tx-ring-ref", format!("{}", self._tx_page.gref).as_bytes(), deadline)?;
         write_key(&path, "rx-ring-ref", format!("{}", self._rx_page.gref).as_bytes(), deadline)?;
         write_key(&path, "event-channel", format!("{}", self.port.0).as_bytes(), deadline)?;

@@ -24,6 +24,7 @@ ip link set xenbr0 up
 echo \"bridge $(cat /sys/class/net/xenbr0/address)\"
 wait_output 'arp reply from' 25
 echo \"vif rx_packets $(cat /sys/class/net/vif$DOMID.0/statistics/rx_packets)\"
+echo \"vif tx_packets $(cat /sys/class/net/vif$DOMID.0/statistics/tx_packets)\"
 ";
 
 /// examples/rawframes built for Xen.
