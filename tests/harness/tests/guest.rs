@@ -38,7 +38,7 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     // Files (docs/fs.md).
     DomUJob::bin("files", "files").files(FILES),
     // Network (net.rs).
-    DomUJob::built("rawframes", net::rawframes_image).args(&["3"]).xl(net::VIF).timeout(60).driver(net::ARPING),
+    DomUJob::built("rawframes", net::rawframes_image).args(&["8"]).xl(net::VIF).timeout(60).driver(net::ARPING),
     DomUJob::bin("net_arp", "net").args(&["arp"]).xl(net::VIF).timeout(60).driver(net::ANSWER_ARP),
     DomUJob::bin("net_errors", "net").args(&["errors"]).xl(net::VIF).timeout(60),
 ]);
