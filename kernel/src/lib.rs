@@ -16,6 +16,7 @@ pub mod cmdline;
 pub mod framing;
 pub mod fs;
 pub mod mm;
+pub mod net;
 pub mod random;
 pub mod sync;
 pub mod time;

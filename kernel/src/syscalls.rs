@@ -5,9 +5,10 @@ use crate::xen::abi::errno;
 use crate::xen::console;
 
 pub mod fs;
+pub mod net;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 4;
+pub const XK_ABI_VERSION: u32 = 5;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {

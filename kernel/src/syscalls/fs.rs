@@ -50,7 +50,7 @@ fn in_memory(ptr: usize, len: usize) -> bool {
 ///
 /// If the range passes the checks, it must be valid for reads for the call's duration (the
 /// ABI's rule for every buffer std passes).
-unsafe fn user<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Errno> {
+pub(crate) unsafe fn user<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Errno> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -66,7 +66,7 @@ unsafe fn user<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Errno> {
 /// # Safety
 ///
 /// As for [`user`], for writes.
-unsafe fn user_mut<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], Errno> {
+pub(crate) unsafe fn user_mut<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], Errno> {
     if len == 0 {
         return Ok(&mut []);
     }

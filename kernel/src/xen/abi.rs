@@ -326,3 +326,90 @@ pub mod errno {
     pub const ENOMEM: isize = 12;
     pub const EINVAL: isize = 22;
 }
+
+/// The network interface protocol between a frontend and netback
+/// (`xen/include/public/io/netif.h`; the ring layout of `xen/include/public/io/ring.h`).
+///
+/// The structures below are the ring slots as the header lays them out; the kernel reaches
+/// them through `crate::net::ring`, which copies each slot in or out as 32-bit words.
+pub mod netif {
+    /// `netif_tx_request`: one frame (or its first part) for the backend to send.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct NetifTxRequest {
+        /// `gref`: the grant of the page that holds the data.
+        pub gref: u32,
+        /// `offset`: where the data starts in that page.
+        pub offset: u16,
+        /// `flags`: `NETTXF_*`.
+        pub flags: u16,
+        /// `id`: echoed in the response.
+        pub id: u16,
+        /// `size`: the frame's length (of the whole packet, in its first slot).
+        pub size: u16,
+    }
+    const _: () = assert!(size_of::<NetifTxRequest>() == 12);
+
+    /// `netif_tx_response`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct NetifTxResponse {
+        pub id: u16,
+        /// `NETIF_RSP_*`.
+        pub status: i16,
+    }
+    const _: () = assert!(size_of::<NetifTxResponse>() == 4);
+
+    /// `netif_rx_request`: a page the backend may copy one received frame into.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct NetifRxRequest {
+        pub id: u16,
+        pub pad: u16,
+        pub gref: u32,
+    }
+    const _: () = assert!(size_of::<NetifRxRequest>() == 8);
+
+    /// `netif_rx_response`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct NetifRxResponse {
+        pub id: u16,
+        /// Where the data starts in the page.
+        pub offset: u16,
+        /// `NETRXF_*`.
+        pub flags: u16,
+        /// The data's length if positive, else `NETIF_RSP_*`.
+        pub status: i16,
+    }
+    const _: () = assert!(size_of::<NetifRxResponse>() == 8);
+
+    /// `NETTXF_csum_blank`: the protocol checksum field is blank.
+    pub const NETTXF_CSUM_BLANK: u16 = 1 << 0;
+    /// `NETTXF_data_validated`.
+    pub const NETTXF_DATA_VALIDATED: u16 = 1 << 1;
+    /// `NETTXF_more_data`: the packet continues in the next request.
+    pub const NETTXF_MORE_DATA: u16 = 1 << 2;
+    /// `NETTXF_extra_info`: an extra-info slot follows.
+    pub const NETTXF_EXTRA_INFO: u16 = 1 << 3;
+
+    /// `NETRXF_data_validated`: the protocol checksum was validated.
+    pub const NETRXF_DATA_VALIDATED: u16 = 1 << 0;
+    /// `NETRXF_csum_blank`: the protocol checksum field is blank.
+    pub const NETRXF_CSUM_BLANK: u16 = 1 << 1;
+    /// `NETRXF_more_data`: the packet continues in the next response (needs `feature-sg`).
+    pub const NETRXF_MORE_DATA: u16 = 1 << 2;
+    /// `NETRXF_extra_info`: an extra-info slot follows (needs GSO features).
+    pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
+    /// `NETRXF_gso_prefix`: a GSO prefix slot (needs `feature-gso-tcpv4-prefix`).
+    pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
+
+    /// `NETIF_RSP_DROPPED`.
+    pub const NETIF_RSP_DROPPED: i16 = -2;
+    /// `NETIF_RSP_ERROR`.
+    pub const NETIF_RSP_ERROR: i16 = -1;
+    /// `NETIF_RSP_OKAY`.
+    pub const NETIF_RSP_OKAY: i16 = 0;
+    /// `NETIF_RSP_NULL`: the response to an extra-info slot.
+    pub const NETIF_RSP_NULL: i16 = 1;
+}

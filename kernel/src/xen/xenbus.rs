@@ -107,6 +107,16 @@ mod client {
     /// Waits (until `deadline`) for the backend at `backend` to reach a state where
     /// [`frontend_step`] says to stop waiting; returns that state.
     pub fn wait_for_backend(backend: &[u8], deadline: u64) -> Result<XenbusState, isize> {
+        wait_for_backend_until(backend, |state| frontend_step(state) != FrontendStep::Wait, deadline)
+    }
+
+    /// Waits (until `deadline`) for the backend at `backend` to reach a state for which
+    /// `done` holds; returns that state.
+    pub fn wait_for_backend_until(
+        backend: &[u8],
+        done: fn(XenbusState) -> bool,
+        deadline: u64,
+    ) -> Result<XenbusState, isize> {
         let path = join(backend, b"state");
         let watch = xenstore::watch(&path, deadline)?;
         let result = loop {
@@ -114,7 +124,7 @@ mod client {
                 Ok(state) => state,
                 Err(e) => break Err(e),
             };
-            if frontend_step(state) != FrontendStep::Wait {
+            if done(state) {
                 break Ok(state);
             }
             if let Err(e) = xenstore::next_event(watch, deadline) {

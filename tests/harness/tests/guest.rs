@@ -37,6 +37,10 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("after_a_destroy", "sleeper").args(&["2"]).driver(xen_services::LOOK_AROUND_AFTER_DESTROY),
     // Files (docs/fs.md).
     DomUJob::bin("files", "files").files(FILES),
+    // Network (net.rs).
+    DomUJob::built("rawframes", net::rawframes_image).args(&["8"]).xl(net::VIF).timeout(60).driver(net::ARPING),
+    DomUJob::bin("net_arp", "net").args(&["arp"]).xl(net::VIF).timeout(60).driver(net::ANSWER_ARP),
+    DomUJob::bin("net_errors", "net").args(&["errors"]).xl(net::VIF).timeout(60),
 ]);
 
 /// The packed files of the `files` guest, relative to the repository.
@@ -77,6 +81,9 @@ fn without_packed_files_the_overlay_still_works() {
 
 #[path = "guest/xen_services.rs"]
 mod xen_services;
+
+#[path = "guest/net.rs"]
+mod net;
 
 /// A driver that never ends by itself: dom0 must stop it with the guest.
 const WATCH_FOREVER: &str = "xenstore-watch /local/domain/$DOMID/name\n";

@@ -1,5 +1,5 @@
 //! Xen-specific extensions: byte-string `OsStr`s, and the Xen services a program can use
-//! directly (xenstore, event channels, the domain's identity and lifecycle).
+//! directly (xenstore, event channels, the domain's identity and lifecycle, raw network frames).
 //!
 //! The work is done by the kernel linked into every image; these modules are thin, safe
 //! wrappers over its calls (the project's `docs/abi.md`), returning `io::Error`s with the
@@ -11,6 +11,7 @@
 pub mod domain;
 pub mod evtchn;
 pub mod ffi;
+pub mod net;
 pub mod xenstore;
 
 /// A prelude for conveniently writing platform-specific code.

@@ -1,0 +1,8 @@
+//! Networking: netfront, the driver of Xen's virtual network interfaces (`docs/net.md`).
+//!
+//! [`ring`] is the pure logic of netif's shared rings, tested on the host; `netfront` connects
+//! a device through xenstore and moves raw Ethernet frames for the program.
+
+#[cfg(target_os = "none")]
+pub mod netfront;
+pub mod ring;
