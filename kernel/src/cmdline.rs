@@ -53,6 +53,25 @@ pub struct CmdLine {
     /// `xen.stdin=eof`: stdin is empty (the runner has no input to give); otherwise it reads
     /// the console's input.
     pub stdin_eof: bool,
+    /// The network options (`xen.ip`, `xen.gw`, `xen.dns`, `xen.ip6`, `xen.net`).
+    pub net: NetConfig,
+}
+
+/// The network configuration the command line gives (`docs/net.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetConfig {
+    /// `xen.net=off`: no network device, only loopback.
+    pub off: bool,
+    /// `xen.net=dhcp`: DHCPv4 even when `xen.ip` is given.
+    pub dhcp: bool,
+    /// `xen.ip=A.B.C.D/PREFIX`: a static IPv4 address; without it, DHCPv4.
+    pub ip: Option<([u8; 4], u8)>,
+    /// `xen.gw=A.B.C.D`: the IPv4 default gateway.
+    pub gw: Option<[u8; 4]>,
+    /// `xen.dns=A.B.C.D`: the DNS server.
+    pub dns: Option<[u8; 4]>,
+    /// `xen.ip6=ADDR/PREFIX`: a static IPv6 address besides the link-local one.
+    pub ip6: Option<([u8; 16], u8)>,
 }
 
 impl CmdLine {
@@ -69,6 +88,7 @@ impl CmdLine {
             seed: [0; 32],
             seed_len: 0,
             stdin_eof: false,
+            net: NetConfig { off: false, dhcp: false, ip: None, gw: None, dns: None, ip6: None },
         }
     }
 
@@ -157,10 +177,35 @@ impl CmdLine {
                 }
                 self.seed_len = value.len() / 2;
             }
+            b"net" => {
+                (self.net.off, self.net.dhcp) = match value {
+                    b"off" => (true, false),
+                    b"dhcp" => (false, true),
+                    _ => return Err(Error::BadValue(offset)),
+                }
+            }
+            b"ip" => self.net.ip = Some(parse_cidr(value, 32, |t| t.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets())).ok_or(Error::BadValue(offset))?),
+            b"ip6" => self.net.ip6 = Some(parse_cidr(value, 128, |t| t.parse::<core::net::Ipv6Addr>().ok().map(|a| a.octets())).ok_or(Error::BadValue(offset))?),
+            b"gw" => self.net.gw = Some(parse_v4(value).ok_or(Error::BadValue(offset))?),
+            b"dns" => self.net.dns = Some(parse_v4(value).ok_or(Error::BadValue(offset))?),
             _ => return Err(Error::UnknownOption(offset)),
         }
         Ok(())
     }
+}
+
+fn parse_v4(value: &[u8]) -> Option<[u8; 4]> {
+    core::str::from_utf8(value).ok()?.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets())
+}
+
+/// `ADDR/PREFIX` with a prefix of at most `max` bits.
+fn parse_cidr<const N: usize>(value: &[u8], max: u8, addr: impl Fn(&str) -> Option<[u8; N]>) -> Option<([u8; N], u8)> {
+    let (a, p) = split_once(value, b'/')?;
+    let prefix: u8 = core::str::from_utf8(p).ok()?.parse().ok()?;
+    if prefix > max {
+        return None;
+    }
+    Some((addr(core::str::from_utf8(a).ok()?)?, prefix))
 }
 
 impl Error {
@@ -307,6 +352,26 @@ mod tests {
         assert_eq!(&c.seed[..c.seed_len], &[0, 255, 16]);
         assert_eq!(parsed("xen.seed=0g").err(), Some(Error::BadValue(0)));
         assert_eq!(parsed("xen.seed=abc").err(), Some(Error::BadValue(0)));
+    }
+
+    #[test]
+    fn network_options() {
+        let c = parsed("xen.ip=10.99.0.20/24 xen.gw=10.99.0.1 xen.dns=10.99.0.1 xen.ip6=fd00::20/64").unwrap();
+        assert_eq!(c.net.ip, Some(([10, 99, 0, 20], 24)));
+        assert_eq!(c.net.gw, Some([10, 99, 0, 1]));
+        assert_eq!(c.net.dns, Some([10, 99, 0, 1]));
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        v6[15] = 0x20;
+        assert_eq!(c.net.ip6, Some((v6, 64)));
+        assert!(!c.net.off);
+        assert!(parsed("xen.net=off").unwrap().net.off);
+        let d = parsed("xen.ip=10.0.0.2/8 xen.net=dhcp").unwrap();
+        assert!(d.net.dhcp && !d.net.off);
+        assert_eq!(parsed("").unwrap().net, NetConfig::default());
+        for bad in ["xen.ip=10.99.0.20", "xen.ip=10.99.0.20/33", "xen.ip=10.99.0/24", "xen.gw=fd00::1", "xen.ip6=fd00::1/129", "xen.net=maybe", "xen.dns=x"] {
+            assert_eq!(parsed(bad).err(), Some(Error::BadValue(0)), "{bad}");
+        }
     }
 
     #[test]

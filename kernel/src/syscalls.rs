@@ -6,9 +6,10 @@ use crate::xen::console;
 
 pub mod fs;
 pub mod net;
+pub mod sock;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 5;
+pub const XK_ABI_VERSION: u32 = 6;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {
@@ -378,15 +379,6 @@ pub extern "C" fn xk_evtchn_bind_interdomain(remote_dom: u32, remote_port: u32) 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_evtchn_notify(port: u32) -> isize {
     status(own(port).and_then(|()| evtchn::notify(port)))
-}
-
-/// The program's port `port`'s event count (wrapping), or `-EBADF` when it is not its own.
-#[unsafe(no_mangle)]
-pub extern "C" fn xk_evtchn_count(port: u32) -> i64 {
-    match own(port) {
-        Ok(()) => evtchn::count(port) as i64,
-        Err(e) => e as i64,
-    }
 }
 
 /// Waits until the program's port `port` has had an event since its count was `seen`;

@@ -6,3 +6,5 @@
 #[cfg(target_os = "none")]
 pub mod netfront;
 pub mod ring;
+#[cfg(target_os = "none")]
+pub mod stack;

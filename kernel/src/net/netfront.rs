@@ -145,6 +145,8 @@ pub struct Netfront {
     /// Rx buffers the backend filled, in arrival order: (id, offset, length).
     filled: VecDeque<(u16, u16, u16)>,
     broken: bool,
+    /// Driven by the kernel's TCP/IP stack (`net::stack`), not by the program's raw calls.
+    stack: bool,
     port: Port,
     _tx_page: GrantedPage,
     _rx_page: GrantedPage,
@@ -216,6 +218,7 @@ impl Netfront {
             rx_ids: Outstanding::new(RX_BUFFERS),
             filled: VecDeque::with_capacity(RX_BUFFERS as usize),
             broken: false,
+            stack: false,
             port,
             _tx_page: tx_page,
             _rx_page: rx_page,
@@ -250,6 +253,10 @@ impl Netfront {
         // netif.h: "feature-rx-notify": the frontend notifies the backend of new rx requests
         // (netback refuses a frontend without it).
         write_key(&path, "feature-rx-notify", b"1", deadline)?;
+        // netif.h: "feature-no-csum-offload": the frontend cannot take frames whose
+        // checksums are left blank (NETRXF_csum_blank), so netback fills them in; the IP
+        // stack checks every checksum.
+        write_key(&path, "feature-no-csum-offload", b"1", deadline)?;
         xenbus::switch_state(&path, XenbusState::Initialised, deadline).map_err(NetError::Xen)?;
         // Linux's netback connects when the frontend says Connected, not at Initialised
         // (its `frontend_changed`), so the frontend says so now and then waits.
@@ -377,10 +384,53 @@ impl Netfront {
     }
 }
 
+/// The program's raw device `index` (one the stack drives is not the program's).
 fn slot(devices: &mut Vec<Option<Box<Netfront>>>, index: u32) -> Result<&mut Netfront, NetError> {
     match devices.get_mut(index as usize) {
-        Some(Some(dev)) => Ok(dev),
+        Some(Some(dev)) if !dev.stack => Ok(dev),
         _ => Err(NetError::NotOpen),
+    }
+}
+
+/// The stack's device `index`.
+fn stack_slot(devices: &mut Vec<Option<Box<Netfront>>>, index: u32) -> Result<&mut Netfront, NetError> {
+    match devices.get_mut(index as usize) {
+        Some(Some(dev)) if dev.stack => Ok(dev),
+        _ => Err(NetError::NotOpen),
+    }
+}
+
+/// Opens `device/vif/INDEX` for the kernel's IP stack: the program's raw calls then see it
+/// as busy. Returns the MAC and the event channel port, whose events mean new responses.
+pub fn open_for_stack(index: u32) -> Result<([u8; 6], u32), NetError> {
+    let mac = open(index)?;
+    let mut devices = DEVICES.lock();
+    let dev = slot(&mut devices, index)?;
+    dev.stack = true;
+    Ok((mac, dev.port.0))
+}
+
+/// The stack's receive: the next frame into `buf`, or `None` when none has come (never waits).
+pub fn stack_recv(index: u32, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
+    let mut devices = DEVICES.lock();
+    stack_slot(&mut devices, index)?.take_frame(buf)
+}
+
+/// The stack's send: queues `frame`, or `None` when every tx buffer is in flight (never waits).
+pub fn stack_send(index: u32, frame: &[u8]) -> Result<Option<usize>, NetError> {
+    if frame.is_empty() || frame.len() > MAX_FRAME {
+        return Err(NetError::BadFrame);
+    }
+    let mut devices = DEVICES.lock();
+    stack_slot(&mut devices, index)?.try_send(frame)
+}
+
+/// Whether a frame could be queued now (a tx buffer is free).
+pub fn stack_can_send(index: u32) -> bool {
+    let mut devices = DEVICES.lock();
+    match stack_slot(&mut devices, index) {
+        Ok(dev) => dev.usable().is_ok() && dev.reap_tx().is_ok() && dev.tx_ids.count() < TX_BUFFERS as u32,
+        Err(_) => false,
     }
 }
 
@@ -464,7 +514,11 @@ fn wait(port: u32, seen: u32, deadline: u64) -> Result<(), NetError> {
 
 /// Disconnects and frees the device; its pages go back once the backend has let go of them.
 pub fn close(index: u32) -> Result<(), NetError> {
-    let dev = DEVICES.lock().get_mut(index as usize).and_then(Option::take).ok_or(NetError::NotOpen)?;
+    let dev = {
+        let mut devices = DEVICES.lock();
+        slot(&mut devices, index)?;
+        devices[index as usize].take().ok_or(NetError::NotOpen)?
+    };
     dev.disconnect(deadline_in(HANDSHAKE_NS));
     debug!("netfront: vif {index} closed; {} grants held by backends", grant::held_count());
     drop(dev);

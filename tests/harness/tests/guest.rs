@@ -41,6 +41,16 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::built("rawframes", net::rawframes_image).args(&["8"]).xl(net::VIF).timeout(60).driver(net::ARPING),
     DomUJob::bin("net_arp", "net").args(&["arp"]).xl(net::VIF).timeout(60).driver(net::ANSWER_ARP),
     DomUJob::bin("net_errors", "net").args(&["errors"]).xl(net::VIF).timeout(60),
+    DomUJob::bin("net_loopback", "sockets").args(&["loopback"]).timeout(60),
+    DomUJob::bin("net_client", "sockets")
+        .args(&["client", "10.99.0.1:7000", "10.99.0.99:80"])
+        .xl(net::VIF)
+        .timeout(90)
+        .driver(net::NC_SERVER),
+    DomUJob::bin("net_http", "sockets").args(&["http", "8080", "2"]).xl(net::VIF).timeout(90).driver(net::WGET),
+    DomUJob::bin("net_udp", "sockets").args(&["dns", "53", "1"]).xl(net::VIF).timeout(60).driver(net::NSLOOKUP),
+    DomUJob::built("tcp_echo", net::tcp_echo_image).args(&["7", "1"]).xl(net::VIF).timeout(60).driver(net::NC_ECHO),
+    DomUJob::built("http", net::http_image).args(&["8080", "3"]).xl(net::VIF).timeout(90).driver(net::WGET_EXAMPLE),
 ]);
 
 /// The packed files of the `files` guest, relative to the repository.

@@ -94,3 +94,200 @@ fn device_errors_are_io_errors() {
         assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
     }
 }
+
+// ---- TCP/IP (smoltcp in the kernel) and std::net ----
+
+/// Gives the bridge 10.99.0.1 and starts a busybox udhcpd on it that offers only the given
+/// address (each job its own, so dom0's ARP cache never holds a stale MAC), with router and
+/// DNS 10.99.0.1; its pid is in $DHCPD. `has_lease` waits until the guest answers ARP for the
+/// address.
+macro_rules! with_dhcp {
+    ($addr:literal, $body:literal) => {
+        concat!(
+            "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
+ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
+ip link set xenbr0 up
+printf 'start %s\nend %s\ninterface xenbr0\nlease_file /tmp/udhcpd-%s.leases\noption subnet 255.255.255.0\noption router 10.99.0.1\noption dns 10.99.0.1\n' ",
+            $addr,
+            " ",
+            $addr,
+            " \"$JOB\" > /tmp/udhcpd-$JOB.conf
+: > /tmp/udhcpd-$JOB.leases
+udhcpd -f -a 100 /tmp/udhcpd-$JOB.conf > /tmp/udhcpd-$JOB.log 2>&1 &
+DHCPD=$!
+has_lease() {
+    i=0
+    until arping -c 1 -w 1 -I xenbr0 ",
+            $addr,
+            " >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ $i -lt 30 ] || { echo 'no ARP answer from ",
+            $addr,
+            "'; cat /tmp/udhcpd-$JOB.log; return 1; }
+    done
+}
+",
+            $body,
+            "kill $DHCPD 2>/dev/null || true
+"
+        )
+    };
+}
+
+/// A dom0 server (`nc -l -e`) that answers the guest's line with what it got.
+pub const NC_SERVER: &str = with_dhcp!(
+    "10.99.0.21",
+    "printf '#!/bin/sh\nread line\necho \"dom0 got: $line\"\n' > /tmp/reply-$JOB.sh
+chmod +x /tmp/reply-$JOB.sh
+nc -l -p 7000 -e /tmp/reply-$JOB.sh &
+NC=$!
+wait_output 'unreachable: ' 60
+kill $NC 2>/dev/null || true
+"
+);
+
+/// dom0 fetches the guest's page and a 2 MB body.
+pub const WGET: &str = with_dhcp!(
+    "10.99.0.22",
+    "wait_output 'http listening' 30
+has_lease
+wget -q -O /tmp/page-$JOB http://10.99.0.22:8080/
+echo \"page $(cat /tmp/page-$JOB)\"
+wget -q -O /tmp/big-$JOB 'http://10.99.0.22:8080/big?bytes=2000000'
+echo \"big $(wc -c < /tmp/big-$JOB) $(sha256sum < /tmp/big-$JOB | cut -d' ' -f1)\"
+"
+);
+
+/// dom0 asks the guest's DNS responder (UDP both ways).
+pub const NSLOOKUP: &str = with_dhcp!(
+    "10.99.0.23",
+    "wait_output 'dns listening' 30
+has_lease
+echo \"nslookup: $(nslookup xen.test 10.99.0.23 2>&1 | tr '\n' ' ')\"
+"
+);
+
+/// The pattern the `sockets` guest serves (tests/guest/src/bin/sockets.rs).
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(7) ^ (i >> 9)) as u8
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum on the host");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn loopback_tcp_and_udp_behave_as_on_linux() {
+    let xen = DOMU.result("net_loopback");
+    let linux = xen_harness::run_linux("sockets", &[], &["loopback"]);
+    assert_eq!(linux.status, 0, "on Linux: {}", linux.stderr);
+    assert_eq!(xen.stdout, linux.stdout, "stdout differs from Linux; stderr: {}", xen.stderr);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert!(xen.stdout.contains("tcp echo 4 of 4 clients x 200000 bytes intact\n"));
+    assert!(xen.stdout.ends_with("done\n"));
+}
+
+#[test]
+fn the_guest_gets_an_address_by_dhcp_and_connects_to_dom0() {
+    let r = DOMU.result("net_client");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert!(r.stdout.contains("connected from 10.99.0.21\n"), "{}\ndriver: {}", r.stdout, r.driver_output);
+    assert!(r.stdout.contains("got \"dom0 got: hello from xen\"\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("unreachable: TimedOut after >= 2 s true\n"), "{}", r.stdout);
+}
+
+#[test]
+fn dom0_fetches_a_page_and_a_large_body_from_a_guest_server() {
+    let r = DOMU.result("net_http");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert_eq!(r.driver_status, Some(0), "driver: {}", r.driver_output);
+    assert!(r.driver_output.contains("page <html><body>hello from a Xen guest</body></html>"), "{}", r.driver_output);
+    let body: Vec<u8> = (0..2_000_000).map(pattern).collect();
+    let expected = format!("big 2000000 {}", sha256_of(&body));
+    assert!(r.driver_output.contains(&expected), "want {expected:?} in {}", r.driver_output);
+    assert!(r.stdout.contains("served /big?bytes=2000000 (2000000 bytes)\n"), "{}", r.stdout);
+}
+
+#[test]
+fn udp_both_ways_with_dom0() {
+    let r = DOMU.result("net_udp");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert!(r.stdout.contains("answered type 1 from 10.99.0.1\n"), "{}\ndriver: {}", r.stdout, r.driver_output);
+    let line = r.driver_output.lines().find(|l| l.starts_with("nslookup: ")).expect("the driver's nslookup line");
+    assert!(line.contains("10.11.12.13"), "{line}");
+}
+
+/// Builds an example crate for Xen (`examples/NAME`); returns the image.
+fn example_image(name: &str) -> std::path::PathBuf {
+    let dir = repo().join("examples").join(name);
+    let target = repo().join(format!("target/{name}-xen"));
+    let status = std::process::Command::new(toolchain().join("bin/cargo"))
+        .current_dir(&dir)
+        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-xen", "--target-dir"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "examples/{name} does not build");
+    target.join("x86_64-unknown-xen/release").join(name)
+}
+
+/// examples/tcp-echo built for Xen.
+pub fn tcp_echo_image() -> std::path::PathBuf {
+    example_image("tcp-echo")
+}
+
+/// examples/http built for Xen.
+pub fn http_image() -> std::path::PathBuf {
+    example_image("http")
+}
+
+/// dom0's `nc` sends two lines to examples/tcp-echo and prints what comes back.
+pub const NC_ECHO: &str = with_dhcp!(
+    "10.99.0.24",
+    "wait_output 'echo server listening' 30
+has_lease
+printf 'first line\nsecond line\n' | nc 10.99.0.24 7 > /tmp/echo-$JOB
+echo \"echoed: $(tr '\n' '|' < /tmp/echo-$JOB)\"
+"
+);
+
+/// dom0's `wget` fetches examples/http's page and a 1 MB body.
+pub const WGET_EXAMPLE: &str = with_dhcp!(
+    "10.99.0.25",
+    "wait_output 'http server listening' 30
+has_lease
+wget -q -O /tmp/page-$JOB http://10.99.0.25:8080/
+echo \"title $(grep -o '<title>[^<]*' /tmp/page-$JOB)\"
+wget -q -O /tmp/big-$JOB 'http://10.99.0.25:8080/big?bytes=1000000'
+echo \"big $(wc -c < /tmp/big-$JOB) $(sha256sum < /tmp/big-$JOB | cut -d' ' -f1)\"
+wget -q -O /tmp/none-$JOB http://10.99.0.25:8080/nothing-here || echo 'missing page refused'
+"
+);
+
+#[test]
+fn the_tcp_echo_example_echoes_what_dom0_sends() {
+    let r = DOMU.result("tcp_echo");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert!(r.driver_output.contains("echoed: first line|second line|"), "{}", r.driver_output);
+    assert!(r.stdout.contains(": echoed 23 bytes\n"), "{}", r.stdout);
+}
+
+#[test]
+fn the_http_example_serves_dom0_a_page_and_a_large_body() {
+    let r = DOMU.result("http");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert!(r.driver_output.contains("title <title>Rust std on Xen"), "{}", r.driver_output);
+    let body: Vec<u8> = (0..1_000_000).map(|i| b'a' + (i % 26) as u8).collect();
+    let expected = format!("big 1000000 {}", sha256_of(&body));
+    assert!(r.driver_output.contains(&expected), "want {expected:?} in {}", r.driver_output);
+    assert!(r.driver_output.contains("missing page refused"), "{}", r.driver_output);
+    assert!(r.stdout.contains("GET /big?bytes=1000000\n"), "{}", r.stdout);
+}

@@ -34,6 +34,7 @@ const CODES: &[(i32, ErrorKind, &str)] = &[
     (38, Unsupported, "Function not implemented"),
     (39, DirectoryNotEmpty, "Directory not empty"),
     (40, FilesystemLoop, "Too many levels of symbolic links"),
+    (89, Uncategorized, "Destination address required"),
     (90, Uncategorized, "Message too long"),
     (95, Unsupported, "Operation not supported"),
     (98, AddrInUse, "Address already in use"),

@@ -6,7 +6,7 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 5;
+pub const XK_ABI_VERSION: u32 = 6;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
@@ -26,6 +26,18 @@ pub struct XkStat {
     /// `S_IFDIR` or `S_IFREG` and the permission bits, as Linux's `st_mode`.
     pub mode: u32,
     pub reserved: u32,
+}
+
+/// A socket address as `xk_sock_*` pass it: family 4 or 6, the port, and the address (IPv4
+/// in the first 4 bytes).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct XkSockAddr {
+    pub family: u16,
+    pub port: u16,
+    pub flowinfo: u32,
+    pub addr: [u8; 16],
+    pub scope_id: u32,
 }
 
 unsafe extern "C" {
@@ -68,7 +80,6 @@ unsafe extern "C" {
     pub safe fn xk_evtchn_alloc_unbound(remote_dom: u32) -> i64;
     pub safe fn xk_evtchn_bind_interdomain(remote_dom: u32, remote_port: u32) -> i64;
     pub safe fn xk_evtchn_notify(port: u32) -> isize;
-    pub safe fn xk_evtchn_count(port: u32) -> i64;
     pub safe fn xk_evtchn_wait(port: u32, seen: u32, deadline_ns: u64) -> i64;
     pub safe fn xk_evtchn_set_mask(port: u32, masked: u32) -> isize;
     pub safe fn xk_evtchn_close(port: u32) -> isize;
@@ -97,7 +108,31 @@ unsafe extern "C" {
     pub fn xk_net_recv(handle: u64, buf: *mut u8, cap: usize, deadline_ns: u64) -> isize;
     pub fn xk_net_send(handle: u64, buf: *const u8, len: usize, deadline_ns: u64) -> isize;
     pub safe fn xk_net_close(handle: u64) -> isize;
+    pub fn xk_sock_tcp_connect(addr: *const XkSockAddr, deadline_ns: u64) -> i64;
+    pub fn xk_sock_tcp_listen(addr: *const XkSockAddr, backlog: u32) -> i64;
+    pub fn xk_sock_tcp_accept(handle: u64, peer: *mut XkSockAddr, deadline_ns: u64) -> i64;
+    pub fn xk_sock_recv(handle: u64, buf: *mut u8, len: usize, flags: u32, deadline_ns: u64) -> isize;
+    pub fn xk_sock_send(handle: u64, buf: *const u8, len: usize, deadline_ns: u64) -> isize;
+    pub safe fn xk_sock_shutdown(handle: u64, how: u32) -> isize;
+    pub safe fn xk_sock_close(handle: u64) -> isize;
+    pub fn xk_sock_addr(handle: u64, which: u32, out: *mut XkSockAddr) -> isize;
+    pub safe fn xk_sock_set_opt(handle: u64, opt: u32, value: u64) -> isize;
+    pub safe fn xk_sock_get_opt(handle: u64, opt: u32) -> i64;
+    pub fn xk_sock_udp_bind(addr: *const XkSockAddr) -> i64;
+    pub fn xk_sock_udp_connect(handle: u64, addr: *const XkSockAddr) -> isize;
+    pub fn xk_sock_udp_send_to(handle: u64, buf: *const u8, len: usize, addr: *const XkSockAddr, deadline_ns: u64) -> isize;
+    pub fn xk_sock_udp_recv_from(
+        handle: u64,
+        buf: *mut u8,
+        len: usize,
+        flags: u32,
+        from: *mut XkSockAddr,
+        deadline_ns: u64,
+    ) -> isize;
+    pub fn xk_sock_lookup(name: *const u8, len: usize, out: *mut XkSockAddr, cap: usize, deadline_ns: u64) -> isize;
 }
+
+const _: () = assert!(size_of::<XkSockAddr>() == 28);
 
 const _: () = assert!(size_of::<XkStat>() == 48);
 

@@ -1,0 +1,1256 @@
+//! The kernel's TCP/IP stack: smoltcp over a loopback interface (127.0.0.1, ::1) and the
+//! guest's first vif (netfront), with the sockets std's `TcpStream`, `TcpListener` and
+//! `UdpSocket` stand on (`docs/net.md`, `docs/abi.md` "Sockets").
+//!
+//! Design: one lock over the whole stack ([`NET`]) and one network thread. Every socket call
+//! takes the lock, does its part on the smoltcp socket, polls the interfaces (so a write
+//! leaves at once and loopback traffic needs no other thread), and lets go. The network
+//! thread polls the interfaces when netfront signals new responses or when smoltcp's
+//! `poll_at` comes (retransmissions, DHCP, ARP), and sleeps otherwise. A call that must wait
+//! reads the wake counter [`WAKE`] under the lock and sleeps on it as a futex; whoever polls
+//! and sees sockets change bumps it and wakes every waiter, which then looks again.
+//!
+//! Each interface has its own socket set: a socket lives on the interface its addresses
+//! belong to (a connection to 127.0.0.1 on loopback, any other on the vif), so a segment can
+//! never leave by the wrong interface. A listener or UDP socket bound to the unspecified
+//! address has a smoltcp socket on each interface.
+//!
+//! The stack starts at the first socket call, not at boot: a program without sockets pays
+//! nothing. Starting opens vif 0 (unless `xen.net=off` or there is none) and configures it
+//! from the command line, or starts DHCPv4 in the background.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Loopback, Medium};
+use smoltcp::socket::{dhcpv4, dns, tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address, Ipv6Address,
+};
+
+use crate::net::netfront;
+use crate::sync::Mutex;
+
+/// Linux's errno values the socket calls return (negated).
+pub mod errno {
+    pub const EBADF: i32 = 9;
+    pub const EAGAIN: i32 = 11;
+    pub const EINVAL: i32 = 22;
+    pub const ENOENT: i32 = 2;
+    pub const EPIPE: i32 = 32;
+    pub const EMSGSIZE: i32 = 90;
+    pub const EOPNOTSUPP: i32 = 95;
+    pub const EADDRINUSE: i32 = 98;
+    pub const EADDRNOTAVAIL: i32 = 99;
+    pub const ENETUNREACH: i32 = 101;
+    pub const ECONNRESET: i32 = 104;
+    pub const EISCONN: i32 = 106;
+    pub const ENOTCONN: i32 = 107;
+    pub const ETIMEDOUT: i32 = 110;
+    pub const ECONNREFUSED: i32 = 111;
+}
+use errno::*;
+
+/// Each TCP socket's receive and send buffers.
+const TCP_BUF: usize = 64 << 10;
+/// Each UDP socket's payload buffers, and the datagrams each holds.
+const UDP_BUF: usize = 64 << 10;
+const UDP_PACKETS: usize = 32;
+/// The most connections per listener and interface that can be half-open or waiting for
+/// `accept` (smoltcp needs one socket per pending connection: each listener keeps a pool, with
+/// one socket listening); `listen`'s backlog lowers it. A SYN beyond it is answered with RST.
+const POOL: usize = 32;
+/// How long a program's connect to a vif address waits for DHCP to give an address.
+const DHCP_WAIT_NS: u64 = 15_000_000_000;
+/// How long a closed connection may take to say goodbye (FIN, data in flight) before it is
+/// aborted.
+const LINGER_NS: u64 = 30_000_000_000;
+/// Ephemeral ports, as Linux's default `ip_local_port_range` ends.
+const EPHEMERAL: core::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// Bumped (and futex-woken) whenever a poll changed some socket.
+static WAKE: AtomicU32 = AtomicU32::new(0);
+/// Bumped (and woken) to make the network thread poll now: netfront events, new deadlines.
+static KICK: AtomicU32 = AtomicU32::new(0);
+/// When the network thread means to wake next (Xen system time), so a call whose poll needs
+/// an earlier wake kicks it.
+static NET_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+static NET: Mutex<Option<Net>> = Mutex::new(None);
+
+const LO: usize = 0;
+const VIF: usize = 1;
+
+/// A socket address as the ABI passes it (`docs/abi.md`, `XkSockAddr`).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct XkSockAddr {
+    /// 4 or 6.
+    pub family: u16,
+    pub port: u16,
+    pub flowinfo: u32,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+    pub scope_id: u32,
+}
+const _: () = assert!(size_of::<XkSockAddr>() == 28);
+
+impl XkSockAddr {
+    pub fn endpoint(&self) -> Result<(Option<IpAddress>, u16), i32> {
+        let addr = match self.family {
+            4 => IpAddress::Ipv4(Ipv4Address::new(self.addr[0], self.addr[1], self.addr[2], self.addr[3])),
+            6 => IpAddress::Ipv6(Ipv6Address::from(self.addr)),
+            _ => return Err(EINVAL),
+        };
+        Ok((if addr.is_unspecified() { None } else { Some(addr) }, self.port))
+    }
+
+    pub fn from_endpoint(addr: Option<IpAddress>, port: u16, v6: bool) -> XkSockAddr {
+        let mut out = XkSockAddr { port, ..Default::default() };
+        match addr {
+            Some(IpAddress::Ipv4(a)) => {
+                out.family = 4;
+                out.addr[..4].copy_from_slice(&a.octets());
+            }
+            Some(IpAddress::Ipv6(a)) => {
+                out.family = 6;
+                out.addr = a.octets();
+            }
+            None => out.family = if v6 { 6 } else { 4 },
+        }
+        out
+    }
+}
+
+fn now_ns() -> u64 {
+    crate::time::monotonic_ns()
+}
+
+fn instant() -> Instant {
+    Instant::from_micros((now_ns() / 1000) as i64)
+}
+
+fn is_loopback(addr: &IpAddress) -> bool {
+    match addr {
+        IpAddress::Ipv4(a) => a.is_loopback(),
+        IpAddress::Ipv6(a) => a.is_loopback(),
+    }
+}
+
+/// The vif as a smoltcp device: frames in and out through netfront, never waiting.
+struct VifDev {
+    index: u32,
+    buf: [u8; netfront::MAX_FRAME],
+    broken: bool,
+}
+
+struct VifRx<'a>(&'a [u8]);
+struct VifTx<'a> {
+    index: u32,
+    broken: &'a mut bool,
+}
+
+fn failed(index: u32, broken: &mut bool, e: netfront::NetError) {
+    if !*broken {
+        error!("net: vif {index}: {e:?}; the interface is down");
+        *broken = true;
+    }
+}
+
+impl Device for VifDev {
+    type RxToken<'a> = VifRx<'a>;
+    type TxToken<'a> = VifTx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(VifRx<'_>, VifTx<'_>)> {
+        if self.broken {
+            return None;
+        }
+        let VifDev { index, buf, broken } = self;
+        match netfront::stack_recv(*index, buf) {
+            Ok(Some(n)) => Some((VifRx(&buf[..n]), VifTx { index: *index, broken })),
+            Ok(None) => None,
+            Err(e) => {
+                failed(*index, broken, e);
+                None
+            }
+        }
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<VifTx<'_>> {
+        (!self.broken && netfront::stack_can_send(self.index)).then_some(VifTx { index: self.index, broken: &mut self.broken })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = netfront::MAX_FRAME;
+        caps.max_burst_size = Some(8);
+        caps
+    }
+}
+
+impl phy::RxToken for VifRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for VifTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = [0u8; netfront::MAX_FRAME];
+        if len > frame.len() {
+            // Longer than the device's MTU: smoltcp builds no such frame; dropped.
+            let mut big = vec![0u8; len];
+            return f(&mut big);
+        }
+        let r = f(&mut frame[..len]);
+        match netfront::stack_send(self.index, &frame[..len]) {
+            Ok(Some(_)) => {}
+            Ok(None) => debug!("net: vif {}: tx ring full; frame dropped", self.index),
+            Err(e) => failed(self.index, self.broken, e),
+        }
+        r
+    }
+}
+
+struct Iface<D> {
+    iface: Interface,
+    dev: D,
+    set: SocketSet<'static>,
+}
+
+impl<D: Device> Iface<D> {
+    /// Polls until nothing more happens (loopback frames come back on the next round), one
+    /// received packet at a time so that every listener has a listening socket again before
+    /// the next packet (a SYN takes one); returns whether a socket changed, and whether work
+    /// is left.
+    fn poll(&mut self, at: usize, socks: &mut [Option<Sock>], now: Instant) -> (bool, bool) {
+        let mut changed = false;
+        self.iface.poll_maintenance(now);
+        for _ in 0..64 {
+            let mut any = false;
+            for _ in 0..64 {
+                match self.iface.poll_ingress_single(now, &mut self.dev, &mut self.set) {
+                    PollIngressSingleResult::None => break,
+                    PollIngressSingleResult::PacketProcessed => {}
+                    PollIngressSingleResult::SocketStateChanged => {
+                        changed = true;
+                        refill_listeners(socks, at, &mut self.set);
+                    }
+                }
+                any = true;
+            }
+            match self.iface.poll_egress(now, &mut self.dev, &mut self.set) {
+                PollResult::None => {}
+                PollResult::SocketStateChanged => {
+                    changed = true;
+                    any = true;
+                }
+            }
+            if !any {
+                return (changed, false);
+            }
+        }
+        (changed, true)
+    }
+
+    fn delay(&mut self, now: Instant) -> Option<Duration> {
+        self.iface.poll_delay(now, &self.set)
+    }
+}
+
+/// Keeps one listening socket in each pool of `at`'s listeners (a listening socket that took a
+/// SYN is a pending connection, and one that failed is dropped), up to the listener's backlog.
+fn refill_listeners(socks: &mut [Option<Sock>], at: usize, set: &mut SocketSet<'static>) {
+    for sock in socks.iter_mut().flatten() {
+        if let Sock::Listener(l) = sock {
+            let Listener { addr, port, pools, pool_size, hop_limit, .. } = l;
+            for (a, pool) in pools.iter_mut() {
+                if *a == at {
+                    refill_pool(pool, set, *addr, *port, *hop_limit, *pool_size);
+                }
+            }
+        }
+    }
+}
+
+fn refill_pool(
+    pool: &mut Vec<SocketHandle>,
+    set: &mut SocketSet<'static>,
+    addr: Option<IpAddress>,
+    port: u16,
+    hop_limit: Option<u8>,
+    pool_size: usize,
+) {
+    pool.retain(|&h| {
+        if set.get::<tcp::Socket>(h).state() == tcp::State::Closed {
+            set.remove(h);
+            false
+        } else {
+            true
+        }
+    });
+    let listening = pool.iter().any(|&h| set.get::<tcp::Socket>(h).state() == tcp::State::Listen);
+    if !listening && pool.len() < pool_size {
+        let mut s = Net::new_tcp();
+        s.set_hop_limit(hop_limit);
+        if s.listen(IpListenEndpoint { addr, port }).is_ok() {
+            pool.push(set.add(s));
+        }
+    }
+}
+
+enum Sock {
+    Tcp(Tcp),
+    Listener(Listener),
+    Udp(Udp),
+}
+
+struct Tcp {
+    at: usize,
+    h: SocketHandle,
+    /// Our local port, counted in `tcp_ports` (0 for an accepted connection).
+    port: u16,
+    shut_read: bool,
+    /// The connection was reset (or aborted); reads and writes fail.
+    reset: bool,
+    /// A pending error for `take_error`.
+    error: i32,
+}
+
+struct Listener {
+    addr: Option<IpAddress>,
+    port: u16,
+    v6: bool,
+    /// (interface, listening sockets).
+    pools: Vec<(usize, Vec<SocketHandle>)>,
+    pool_size: usize,
+    hop_limit: Option<u8>,
+}
+
+struct Udp {
+    addr: Option<IpAddress>,
+    port: u16,
+    v6: bool,
+    socks: Vec<(usize, SocketHandle)>,
+    peer: Option<IpEndpoint>,
+}
+
+struct Net {
+    lo: Iface<Loopback>,
+    vif: Option<Iface<VifDev>>,
+    vif_port: u32,
+    dhcp: Option<SocketHandle>,
+    dns: Option<SocketHandle>,
+    dns_server: Option<Ipv4Address>,
+    socks: Vec<Option<Sock>>,
+    /// Closed connections still saying goodbye: (interface, socket, when to give up).
+    orphans: Vec<(usize, SocketHandle, u64)>,
+    tcp_ports: BTreeMap<u16, u32>,
+    udp_ports: BTreeMap<u16, u32>,
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    crate::random::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn netfront_event(_port: u32) {
+    KICK.fetch_add(1, Ordering::AcqRel);
+    crate::sched::futex_wake(KICK.as_ptr(), 1);
+}
+
+/// EUI-64 link-local address from a MAC (RFC 4291 appendix A).
+fn link_local(mac: [u8; 6]) -> Ipv6Address {
+    let mut a = [0u8; 16];
+    a[0] = 0xfe;
+    a[1] = 0x80;
+    a[8] = mac[0] ^ 2;
+    a[9] = mac[1];
+    a[10] = mac[2];
+    a[11] = 0xff;
+    a[12] = 0xfe;
+    a[13] = mac[3];
+    a[14] = mac[4];
+    a[15] = mac[5];
+    Ipv6Address::from(a)
+}
+
+impl Net {
+    fn start() -> Net {
+        let now = instant();
+        let mut lo_dev = Loopback::new(Medium::Ethernet);
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 1])));
+        config.random_seed = seed();
+        let mut lo_if = Interface::new(config, &mut lo_dev, now);
+        lo_if.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8));
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(Ipv6Address::LOCALHOST), 128));
+        });
+        let mut net = Net {
+            lo: Iface { iface: lo_if, dev: lo_dev, set: SocketSet::new(Vec::new()) },
+            vif: None,
+            vif_port: 0,
+            dhcp: None,
+            dns: None,
+            dns_server: None,
+            socks: Vec::new(),
+            orphans: Vec::new(),
+            tcp_ports: BTreeMap::new(),
+            udp_ports: BTreeMap::new(),
+        };
+        let cfg = crate::boot::cmdline().net;
+        info!("net: loopback up (127.0.0.1/8, ::1/128)");
+        if cfg.off {
+            info!("net: xen.net=off: loopback only");
+        } else {
+            match netfront::open_for_stack(0) {
+                Ok((mac, port)) => net.vif_up(mac, port, &cfg),
+                Err(netfront::NetError::NoDevice) => info!("net: no vif: loopback only"),
+                Err(e) => error!("net: vif 0 did not open ({e:?}): loopback only"),
+            }
+        }
+        net
+    }
+
+    fn vif_up(&mut self, mac: [u8; 6], port: u32, cfg: &crate::cmdline::NetConfig) {
+        let now = instant();
+        let mut dev = VifDev { index: 0, buf: [0; netfront::MAX_FRAME], broken: false };
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        config.random_seed = seed();
+        let mut iface = Interface::new(config, &mut dev, now);
+        let ll = link_local(mac);
+        let static_ip = if cfg.dhcp { None } else { cfg.ip };
+        iface.update_ip_addrs(|addrs| {
+            if let Some((a, p)) = static_ip {
+                let _ = addrs.push(IpCidr::new(IpAddress::v4(a[0], a[1], a[2], a[3]), p));
+            }
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(ll), 64));
+            if let Some((a, p)) = cfg.ip6 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(Ipv6Address::from(a)), p));
+            }
+        });
+        if let (Some(g), Some(_)) = (cfg.gw, static_ip) {
+            let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(g));
+        }
+        let mut set = SocketSet::new(Vec::new());
+        if static_ip.is_none() {
+            let mut dhcp = dhcpv4::Socket::new();
+            // A DISCOVER sent before the server listens is tried again soon, not after 10 s.
+            let mut retry = dhcp.get_retry_config();
+            retry.discover_timeout = Duration::from_secs(1);
+            dhcp.set_retry_config(retry);
+            self.dhcp = Some(set.add(dhcp));
+            info!("net: vif 0: asking DHCPv4");
+        } else {
+            info!("net: vif 0: static {:?}, gateway {:?}", iface.ip_addrs(), cfg.gw);
+        }
+        info!("net: vif 0: link-local {ll}");
+        self.dns_server = cfg.dns.map(Ipv4Address::from);
+        if let Some(server) = self.dns_server {
+            self.dns = Some(set.add(dns::Socket::new(&[IpAddress::Ipv4(server)], (0..4).map(|_| None).collect::<Vec<_>>())));
+        }
+        self.vif = Some(Iface { iface, dev, set });
+        self.vif_port = port;
+        if let Err(e) = crate::xen::evtchn::set_handler(port, netfront_event) {
+            error!("net: vif 0: event channel {port}: {e}");
+        }
+    }
+
+    fn parts(&mut self, at: usize) -> Option<(&mut Interface, &mut SocketSet<'static>)> {
+        if at == LO {
+            Some((&mut self.lo.iface, &mut self.lo.set))
+        } else {
+            self.vif.as_mut().map(|v| (&mut v.iface, &mut v.set))
+        }
+    }
+
+    fn set(&mut self, at: usize) -> &mut SocketSet<'static> {
+        self.parts(at).expect("a socket's interface exists").1
+    }
+
+    fn tcp(&mut self, at: usize, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.set(at).get_mut::<tcp::Socket>(h)
+    }
+
+    /// Polls both interfaces; returns whether some socket changed and when to poll next.
+    fn poll(&mut self) -> (bool, Option<u64>) {
+        let now = instant();
+        let (mut changed, mut busy) = self.lo.poll(LO, &mut self.socks, now);
+        if let Some(vif) = self.vif.as_mut() {
+            let (c, b) = vif.poll(VIF, &mut self.socks, now);
+            changed |= c;
+            busy |= b;
+        }
+        changed |= self.dhcp_events();
+        self.reap_orphans();
+        let mut next = self.lo.delay(now);
+        if let Some(vif) = self.vif.as_mut()
+            && let Some(d) = vif.delay(now)
+        {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        if busy {
+            next = Some(Duration::ZERO);
+        }
+        (changed, next.map(|d| now_ns().saturating_add(d.total_micros() * 1000)))
+    }
+
+    fn dhcp_events(&mut self) -> bool {
+        let (Some(h), Some(vif)) = (self.dhcp, self.vif.as_mut()) else { return false };
+        let event = match vif.set.get_mut::<dhcpv4::Socket>(h).poll() {
+            None => return false,
+            Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router, c.dns_servers.first().copied())),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        let iface = &mut vif.iface;
+        iface.update_ip_addrs(|addrs| addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_))));
+        iface.routes_mut().remove_default_ipv4_route();
+        match event {
+            Some((address, router, dns)) => {
+                info!("net: vif 0: DHCPv4 gave {address}, router {router:?}, dns {dns:?}");
+                iface.update_ip_addrs(|addrs| {
+                    let _ = addrs.insert(0, IpCidr::Ipv4(address));
+                });
+                if let Some(r) = router {
+                    let _ = iface.routes_mut().add_default_ipv4_route(r);
+                }
+                if crate::boot::cmdline().net.dns.is_none()
+                    && let Some(d) = dns
+                {
+                    self.dns_server = Some(d);
+                    match self.dns {
+                        Some(h) => vif.set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(d)]),
+                        None => {
+                            self.dns = Some(
+                                vif.set.add(dns::Socket::new(&[IpAddress::Ipv4(d)], (0..4).map(|_| None).collect::<Vec<_>>())),
+                            )
+                        }
+                    }
+                }
+            }
+            None => info!("net: vif 0: DHCPv4 lease lost"),
+        }
+        true
+    }
+
+    fn reap_orphans(&mut self) {
+        let now = now_ns();
+        let mut i = 0;
+        while i < self.orphans.len() {
+            let (at, h, until) = self.orphans[i];
+            let s = self.tcp(at, h);
+            let done = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait);
+            if done || now >= until {
+                if !done {
+                    s.abort();
+                }
+                self.set(at).remove(h);
+                self.orphans.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn has_v4(&self) -> bool {
+        self.vif.as_ref().is_some_and(|v| v.iface.ipv4_addr().is_some())
+    }
+
+    /// The interface a connection to `remote` goes through.
+    fn route(&self, remote: &IpAddress) -> Result<usize, i32> {
+        if is_loopback(remote) {
+            Ok(LO)
+        } else if self.vif.is_some() {
+            Ok(VIF)
+        } else {
+            Err(ENETUNREACH)
+        }
+    }
+
+    /// The interfaces a socket bound to `addr` lives on.
+    fn bind_ifaces(&self, addr: Option<IpAddress>) -> Result<Vec<usize>, i32> {
+        match addr {
+            None => Ok(if self.vif.is_some() { vec![LO, VIF] } else { vec![LO] }),
+            Some(a) if is_loopback(&a) => {
+                if self.lo.iface.has_ip_addr(a) { Ok(vec![LO]) } else { Err(EADDRNOTAVAIL) }
+            }
+            Some(a) => match &self.vif {
+                Some(v) if v.iface.has_ip_addr(a) => Ok(vec![VIF]),
+                _ => Err(EADDRNOTAVAIL),
+            },
+        }
+    }
+
+    fn insert(&mut self, sock: Sock) -> i64 {
+        match self.socks.iter().position(Option::is_none) {
+            Some(i) => {
+                self.socks[i] = Some(sock);
+                i as i64
+            }
+            None => {
+                self.socks.push(Some(sock));
+                (self.socks.len() - 1) as i64
+            }
+        }
+    }
+
+    fn sock(&mut self, h: u64) -> Result<&mut Sock, i32> {
+        self.socks.get_mut(h as usize).and_then(Option::as_mut).ok_or(EBADF)
+    }
+
+    fn take_port(ports: &mut BTreeMap<u16, u32>, port: u16) -> Result<u16, i32> {
+        if port != 0 {
+            if ports.contains_key(&port) {
+                return Err(EADDRINUSE);
+            }
+            ports.insert(port, 1);
+            return Ok(port);
+        }
+        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
+        let start = (seed() % span as u64) as u32;
+        for i in 0..span {
+            let p = *EPHEMERAL.start() + ((start + i) % span) as u16;
+            if !ports.contains_key(&p) {
+                ports.insert(p, 1);
+                return Ok(p);
+            }
+        }
+        Err(EADDRINUSE)
+    }
+
+    fn new_tcp() -> tcp::Socket<'static> {
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUF]), tcp::SocketBuffer::new(vec![0; TCP_BUF]));
+        s.set_nagle_enabled(true);
+        s
+    }
+
+    fn new_listening(&mut self, at: usize, addr: Option<IpAddress>, port: u16, hop: Option<u8>) -> Result<SocketHandle, i32> {
+        let mut s = Self::new_tcp();
+        s.set_hop_limit(hop);
+        s.listen(IpListenEndpoint { addr, port }).map_err(|_| EINVAL)?;
+        Ok(self.set(at).add(s))
+    }
+}
+
+/// Runs `f` on the stack (starting it on first use), then polls, wakes waiters if sockets
+/// changed, and kicks the network thread if the next deadline moved earlier.
+fn with<T>(f: impl FnOnce(&mut Net) -> T) -> T {
+    let mut guard = NET.lock();
+    if guard.is_none() {
+        *guard = Some(Net::start());
+        spawn_thread();
+    }
+    let net = guard.as_mut().expect("started above");
+    let r = f(net);
+    let (changed, next) = net.poll();
+    drop(guard);
+    if changed {
+        wake_all();
+    }
+    if next.unwrap_or(u64::MAX) < NET_DEADLINE.load(Ordering::Acquire) {
+        KICK.fetch_add(1, Ordering::AcqRel);
+        crate::sched::futex_wake(KICK.as_ptr(), 1);
+    }
+    r
+}
+
+fn wake_all() {
+    WAKE.fetch_add(1, Ordering::AcqRel);
+    crate::sched::futex_wake(WAKE.as_ptr(), u32::MAX);
+}
+
+/// What a step of a blocking call found.
+enum Step<T> {
+    Done(Result<T, i32>),
+    Wait,
+}
+
+/// Repeats `f` until it is done, sleeping between tries until a poll changes sockets or
+/// `deadline` (0: do not wait). A deadline that passes gives `on_timeout`.
+fn block<T>(deadline: u64, on_timeout: i32, mut f: impl FnMut(&mut Net) -> Step<T>) -> Result<T, i32> {
+    loop {
+        let (step, seen) = with(|net| (f(net), WAKE.load(Ordering::Acquire)));
+        if let Step::Done(r) = step {
+            return r;
+        }
+        if deadline == 0 {
+            return Err(EAGAIN);
+        }
+        if now_ns() >= deadline {
+            return Err(on_timeout);
+        }
+        // SAFETY: WAKE is a static atomic u32.
+        unsafe { crate::sched::futex_wait(WAKE.as_ptr(), seen, deadline) };
+    }
+}
+
+extern "C" fn net_thread(_: *mut u8) {
+    loop {
+        let seen = KICK.load(Ordering::Acquire);
+        let (changed, next) = {
+            let mut guard = NET.lock();
+            let net = guard.as_mut().expect("the thread starts with the stack");
+            net.poll()
+        };
+        let deadline = next.unwrap_or(u64::MAX);
+        NET_DEADLINE.store(deadline, Ordering::Release);
+        if changed {
+            wake_all();
+        }
+        // SAFETY: KICK is a static atomic u32.
+        unsafe { crate::sched::futex_wait(KICK.as_ptr(), seen, deadline) };
+    }
+}
+
+fn spawn_thread() {
+    match crate::sched::spawn(net_thread, core::ptr::null_mut(), 64 << 10) {
+        // SAFETY: the handle is fresh and neither joined nor detached.
+        Some(t) => unsafe { crate::sched::detach(t) },
+        None => error!("net: no memory for the network thread; sockets are polled by their calls only"),
+    }
+}
+
+// ---- The operations behind the `xk_sock_*` calls. ----
+
+fn tcp_of(net: &mut Net, h: u64) -> Result<(usize, SocketHandle), i32> {
+    match net.sock(h)? {
+        Sock::Tcp(t) => Ok((t.at, t.h)),
+        _ => Err(EOPNOTSUPP),
+    }
+}
+
+/// Connects to `remote`; returns the socket's handle.
+pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
+    let (addr, port) = remote.endpoint()?;
+    // Linux connects to the unspecified address as to loopback.
+    let addr = addr.unwrap_or(match remote.family {
+        6 => IpAddress::Ipv6(Ipv6Address::LOCALHOST),
+        _ => IpAddress::v4(127, 0, 0, 1),
+    });
+    if port == 0 {
+        return Err(ECONNREFUSED);
+    }
+    let at = with(|net| net.route(&addr))?;
+    if at == VIF && matches!(addr, IpAddress::Ipv4(_)) {
+        // DHCP may still be under way.
+        let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
+        match block(until, ENETUNREACH, |net| if net.has_v4() { Step::Done(Ok(())) } else { Step::Wait }) {
+            Err(EAGAIN) if deadline != 0 => return Err(ENETUNREACH),
+            other => other?,
+        }
+    }
+    let h = with(|net| -> Result<i64, i32> {
+        let local = Net::take_port(&mut net.tcp_ports, 0)?;
+        let (iface, set) = net.parts(at).ok_or(ENETUNREACH)?;
+        let mut s = Net::new_tcp();
+        if let Err(e) = s.connect(iface.context(), IpEndpoint::new(addr, port), local) {
+            net.tcp_ports.remove(&local);
+            return Err(match e {
+                tcp::ConnectError::Unaddressable => ENETUNREACH,
+                tcp::ConnectError::InvalidState => EISCONN,
+            });
+        }
+        let sh = set.add(s);
+        Ok(net.insert(Sock::Tcp(Tcp { at, h: sh, port: local, shut_read: false, reset: false, error: 0 })))
+    })?;
+    let r = block(deadline, ETIMEDOUT, |net| {
+        let Ok((at, sh)) = tcp_of(net, h as u64) else { return Step::Done(Err(EBADF)) };
+        match net.tcp(at, sh).state() {
+            tcp::State::SynSent | tcp::State::SynReceived => Step::Wait,
+            tcp::State::Closed => Step::Done(Err(ECONNREFUSED)),
+            _ => Step::Done(Ok(())),
+        }
+    });
+    match r {
+        Ok(()) => Ok(h),
+        Err(e) => {
+            close(h as u64, true);
+            Err(e)
+        }
+    }
+}
+
+/// Binds a listener to `local`; returns its handle.
+pub fn tcp_listen(local: &XkSockAddr, backlog: u32) -> Result<i64, i32> {
+    let (addr, port) = local.endpoint()?;
+    with(|net| {
+        let ifaces = net.bind_ifaces(addr)?;
+        let port = Net::take_port(&mut net.tcp_ports, port)?;
+        let pool_size = (backlog as usize).clamp(1, POOL);
+        let mut l = Listener { addr, port, v6: local.family == 6, pools: Vec::new(), pool_size, hop_limit: None };
+        for at in ifaces {
+            match net.new_listening(at, addr, port, None) {
+                Ok(sh) => l.pools.push((at, vec![sh])),
+                Err(e) => {
+                    for (at, pool) in l.pools.drain(..) {
+                        for sh in pool {
+                            net.set(at).remove(sh);
+                        }
+                    }
+                    net.tcp_ports.remove(&port);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(net.insert(Sock::Listener(l)))
+    })
+}
+
+/// Takes an established connection from listener `h`; returns its handle and peer.
+pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
+    block(deadline, EAGAIN, |net| {
+        let mut l = match net.sock(h) {
+            Ok(Sock::Listener(_)) => match net.socks[h as usize].take() {
+                Some(Sock::Listener(l)) => l,
+                _ => unreachable!(),
+            },
+            Ok(_) => return Step::Done(Err(EINVAL)),
+            Err(e) => return Step::Done(Err(e)),
+        };
+        let mut found = None;
+        for (at, pool) in l.pools.iter_mut() {
+            let Some((_, set)) = net.parts(*at) else { continue };
+            if let Some(i) = pool.iter().position(|&sh| {
+                matches!(set.get::<tcp::Socket>(sh).state(), tcp::State::Established | tcp::State::CloseWait)
+            }) {
+                found = Some((*at, pool.remove(i)));
+                break;
+            }
+        }
+        for (at, pool) in l.pools.iter_mut() {
+            if let Some((_, set)) = net.parts(*at) {
+                refill_pool(pool, set, l.addr, l.port, l.hop_limit, l.pool_size);
+            }
+        }
+        net.socks[h as usize] = Some(Sock::Listener(l));
+        match found {
+            None => Step::Wait,
+            Some((at, sh)) => {
+                let peer = net.tcp(at, sh).remote_endpoint();
+                let addr = match peer {
+                    Some(ep) => XkSockAddr::from_endpoint(Some(ep.addr), ep.port, false),
+                    None => XkSockAddr::default(),
+                };
+                let c = net.insert(Sock::Tcp(Tcp { at, h: sh, port: 0, shut_read: false, reset: false, error: 0 }));
+                Step::Done(Ok((c, addr)))
+            }
+        }
+    })
+}
+
+/// Reads (or with `peek`, looks at) what has come on connection `h`.
+pub fn tcp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<usize, i32> {
+    block(deadline, EAGAIN, |net| {
+        let t = match net.sock(h) {
+            Ok(Sock::Tcp(t)) => (t.at, t.h, t.shut_read, t.reset),
+            Ok(_) => return Step::Done(Err(ENOTCONN)),
+            Err(e) => return Step::Done(Err(e)),
+        };
+        let (at, sh, shut_read, reset) = t;
+        if reset {
+            return Step::Done(Err(ECONNRESET));
+        }
+        if shut_read || buf.is_empty() {
+            return Step::Done(Ok(0));
+        }
+        let s = net.tcp(at, sh);
+        let r = if peek { s.peek_slice(buf) } else { s.recv_slice(buf) };
+        match r {
+            Ok(0) => {
+                if s.may_recv() || matches!(s.state(), tcp::State::SynSent | tcp::State::SynReceived) {
+                    Step::Wait
+                } else {
+                    Step::Done(Ok(0))
+                }
+            }
+            Ok(n) => Step::Done(Ok(n)),
+            Err(tcp::RecvError::Finished) => Step::Done(Ok(0)),
+            Err(tcp::RecvError::InvalidState) => {
+                // Closed without our close: the peer reset the connection.
+                if let Ok(Sock::Tcp(t)) = net.sock(h) {
+                    t.reset = true;
+                }
+                Step::Done(Err(ECONNRESET))
+            }
+        }
+    })
+}
+
+/// Queues bytes on connection `h`; returns how many were taken.
+pub fn tcp_send(h: u64, data: &[u8], deadline: u64) -> Result<usize, i32> {
+    block(deadline, EAGAIN, |net| {
+        let (at, sh, reset) = match net.sock(h) {
+            Ok(Sock::Tcp(t)) => (t.at, t.h, t.reset),
+            Ok(_) => return Step::Done(Err(ENOTCONN)),
+            Err(e) => return Step::Done(Err(e)),
+        };
+        if reset {
+            return Step::Done(Err(ECONNRESET));
+        }
+        let s = net.tcp(at, sh);
+        match s.state() {
+            tcp::State::Closed => {
+                if let Ok(Sock::Tcp(t)) = net.sock(h) {
+                    t.reset = true;
+                }
+                return Step::Done(Err(ECONNRESET));
+            }
+            tcp::State::SynSent | tcp::State::SynReceived => return Step::Wait,
+            _ => {}
+        }
+        if !s.may_send() {
+            return Step::Done(Err(EPIPE));
+        }
+        if data.is_empty() {
+            return Step::Done(Ok(0));
+        }
+        match s.send_slice(data) {
+            Ok(0) => Step::Wait,
+            Ok(n) => Step::Done(Ok(n)),
+            Err(_) => Step::Done(Err(EPIPE)),
+        }
+    })
+}
+
+/// Shuts down reading (0), writing (1) or both (2) of connection `h`.
+pub fn shutdown(h: u64, how: u32) -> Result<(), i32> {
+    with(|net| {
+        let (at, sh) = match net.sock(h)? {
+            Sock::Tcp(t) => {
+                if how == 0 || how == 2 {
+                    t.shut_read = true;
+                }
+                (t.at, t.h)
+            }
+            _ => return Err(ENOTCONN),
+        };
+        if how > 2 {
+            return Err(EINVAL);
+        }
+        let s = net.tcp(at, sh);
+        if matches!(s.state(), tcp::State::Closed | tcp::State::Listen) {
+            return Err(ENOTCONN);
+        }
+        if how >= 1 {
+            s.close();
+        }
+        Ok(())
+    })
+}
+
+/// Closes socket `h`; a connection says goodbye in the background (`abort`: at once, RST).
+pub fn close(h: u64, abort: bool) -> i32 {
+    with(|net| {
+        let Some(sock) = net.socks.get_mut(h as usize).and_then(Option::take) else { return -EBADF };
+        match sock {
+            Sock::Tcp(t) => {
+                if t.port != 0 {
+                    net.tcp_ports.remove(&t.port);
+                }
+                let s = net.tcp(t.at, t.h);
+                if abort || t.reset {
+                    s.abort();
+                } else {
+                    s.close();
+                }
+                net.orphans.push((t.at, t.h, now_ns().saturating_add(LINGER_NS)));
+            }
+            Sock::Listener(l) => {
+                for (at, pool) in l.pools {
+                    for sh in pool {
+                        let set = net.set(at);
+                        set.get_mut::<tcp::Socket>(sh).abort();
+                        net.orphans.push((at, sh, now_ns()));
+                    }
+                }
+                net.tcp_ports.remove(&l.port);
+            }
+            Sock::Udp(u) => {
+                for (at, sh) in u.socks {
+                    net.set(at).remove(sh);
+                }
+                net.udp_ports.remove(&u.port);
+            }
+        }
+        0
+    })
+}
+
+/// The local (`peer == false`) or remote address of socket `h`.
+pub fn addr(h: u64, peer: bool) -> Result<XkSockAddr, i32> {
+    with(|net| {
+        let (at, sh) = match net.sock(h)? {
+            Sock::Tcp(t) => (t.at, t.h),
+            Sock::Listener(l) => {
+                return if peer { Err(ENOTCONN) } else { Ok(XkSockAddr::from_endpoint(l.addr, l.port, l.v6)) };
+            }
+            Sock::Udp(u) => {
+                return match (peer, u.peer) {
+                    (true, Some(p)) => Ok(XkSockAddr::from_endpoint(Some(p.addr), p.port, false)),
+                    (true, None) => Err(ENOTCONN),
+                    (false, _) => Ok(XkSockAddr::from_endpoint(u.addr, u.port, u.v6)),
+                };
+            }
+        };
+        let s = net.tcp(at, sh);
+        let ep = if peer { s.remote_endpoint() } else { s.local_endpoint() };
+        ep.map(|ep| XkSockAddr::from_endpoint(Some(ep.addr), ep.port, false)).ok_or(ENOTCONN)
+    })
+}
+
+pub const OPT_NODELAY: u32 = 1;
+pub const OPT_TTL: u32 = 2;
+pub const OPT_ERROR: u32 = 3;
+
+/// Sets option `opt` of socket `h`.
+pub fn set_opt(h: u64, opt: u32, value: u64) -> Result<(), i32> {
+    with(|net| {
+        let hop = match opt {
+            OPT_TTL if (1..=255).contains(&value) => Some(value as u8),
+            OPT_TTL => return Err(EINVAL),
+            OPT_NODELAY => None,
+            _ => return Err(EINVAL),
+        };
+        let targets: Vec<(usize, SocketHandle, bool)> = match net.sock(h)? {
+            Sock::Tcp(t) => vec![(t.at, t.h, true)],
+            Sock::Listener(l) => {
+                if opt != OPT_TTL {
+                    return Err(EINVAL);
+                }
+                l.hop_limit = hop;
+                l.pools.iter().flat_map(|(at, p)| p.iter().map(|&sh| (*at, sh, true))).collect()
+            }
+            Sock::Udp(u) => {
+                if opt != OPT_TTL {
+                    return Err(EOPNOTSUPP);
+                }
+                u.socks.iter().map(|&(at, sh)| (at, sh, false)).collect()
+            }
+        };
+        for (at, sh, is_tcp) in targets {
+            if is_tcp {
+                let s = net.tcp(at, sh);
+                match opt {
+                    OPT_NODELAY => s.set_nagle_enabled(value == 0),
+                    _ => s.set_hop_limit(hop),
+                }
+            } else {
+                net.set(at).get_mut::<udp::Socket>(sh).set_hop_limit(hop);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads option `opt` of socket `h` (`OPT_ERROR` takes the pending error).
+pub fn get_opt(h: u64, opt: u32) -> Result<u64, i32> {
+    with(|net| {
+        let (at, sh, is_tcp) = match net.sock(h)? {
+            Sock::Tcp(t) => {
+                if opt == OPT_ERROR {
+                    return Ok(core::mem::take(&mut t.error) as u64);
+                }
+                (t.at, t.h, true)
+            }
+            Sock::Listener(l) => match opt {
+                OPT_TTL => return Ok(l.hop_limit.unwrap_or(64) as u64),
+                OPT_ERROR => return Ok(0),
+                _ => return Err(EINVAL),
+            },
+            Sock::Udp(u) => match (opt, u.socks.first()) {
+                (OPT_ERROR, _) => return Ok(0),
+                (OPT_TTL, Some(&(at, sh))) => (at, sh, false),
+                _ => return Err(EOPNOTSUPP),
+            },
+        };
+        if is_tcp {
+            let s = net.tcp(at, sh);
+            Ok(match opt {
+                OPT_NODELAY => !s.nagle_enabled() as u64,
+                OPT_TTL => s.hop_limit().unwrap_or(64) as u64,
+                _ => return Err(EINVAL),
+            })
+        } else {
+            Ok(net.set(at).get_mut::<udp::Socket>(sh).hop_limit().unwrap_or(64) as u64)
+        }
+    })
+}
+
+/// Binds a UDP socket to `local`; returns its handle.
+pub fn udp_bind(local: &XkSockAddr) -> Result<i64, i32> {
+    let (addr, port) = local.endpoint()?;
+    with(|net| {
+        let ifaces = net.bind_ifaces(addr)?;
+        let port = Net::take_port(&mut net.udp_ports, port)?;
+        let mut socks = Vec::new();
+        for at in ifaces {
+            let mut s = udp::Socket::new(
+                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0; UDP_BUF]),
+                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0; UDP_BUF]),
+            );
+            if s.bind(IpListenEndpoint { addr, port }).is_err() {
+                net.udp_ports.remove(&port);
+                return Err(EINVAL);
+            }
+            socks.push((at, net.set(at).add(s)));
+        }
+        Ok(net.insert(Sock::Udp(Udp { addr, port, v6: local.family == 6, socks, peer: None })))
+    })
+}
+
+/// Sets (or with family 0, clears) the peer of UDP socket `h`.
+pub fn udp_connect(h: u64, peer: &XkSockAddr) -> Result<(), i32> {
+    let ep = match peer.endpoint()? {
+        (Some(a), p) if p != 0 => IpEndpoint::new(a, p),
+        _ => return Err(EINVAL),
+    };
+    with(|net| match net.sock(h)? {
+        Sock::Udp(u) => {
+            u.peer = Some(ep);
+            Ok(())
+        }
+        _ => Err(EINVAL),
+    })
+}
+
+fn udp_of(net: &mut Net, h: u64) -> Result<(Vec<(usize, SocketHandle)>, Option<IpEndpoint>), i32> {
+    match net.sock(h)? {
+        Sock::Udp(u) => Ok((u.socks.clone(), u.peer)),
+        _ => Err(EOPNOTSUPP),
+    }
+}
+
+/// Sends one datagram from UDP socket `h` to `to` (None: its peer).
+pub fn udp_send(h: u64, data: &[u8], to: Option<&XkSockAddr>, deadline: u64) -> Result<usize, i32> {
+    let to = match to {
+        Some(a) => match a.endpoint()? {
+            (Some(addr), port) if port != 0 => Some(IpEndpoint::new(addr, port)),
+            _ => return Err(EINVAL),
+        },
+        None => None,
+    };
+    if data.len() > UDP_BUF {
+        return Err(EMSGSIZE);
+    }
+    block(deadline, EAGAIN, |net| {
+        let (socks, peer) = match udp_of(net, h) {
+            Ok(x) => x,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        let Some(dest) = to.or(peer) else { return Step::Done(Err(ENOTCONN)) };
+        let at = match net.route(&dest.addr) {
+            Ok(at) => at,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        if at == VIF && matches!(dest.addr, IpAddress::Ipv4(_)) && !net.has_v4() {
+            return Step::Done(Err(ENETUNREACH));
+        }
+        let Some(&(_, sh)) = socks.iter().find(|(a, _)| *a == at) else { return Step::Done(Err(ENETUNREACH)) };
+        match net.set(at).get_mut::<udp::Socket>(sh).send_slice(data, dest) {
+            Ok(()) => Step::Done(Ok(data.len())),
+            Err(udp::SendError::BufferFull) => Step::Wait,
+            Err(udp::SendError::Unaddressable) => Step::Done(Err(ENETUNREACH)),
+        }
+    })
+}
+
+/// Takes (or with `peek`, looks at) the next datagram on UDP socket `h`; a connected one
+/// drops datagrams from others. Returns the length copied (cut to `buf`) and the sender.
+pub fn udp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<(usize, XkSockAddr), i32> {
+    block(deadline, EAGAIN, |net| {
+        let (socks, peer) = match udp_of(net, h) {
+            Ok(x) => x,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        for (at, sh) in socks {
+            let s = net.set(at).get_mut::<udp::Socket>(sh);
+            loop {
+                let from = match s.peek() {
+                    Ok((_, meta)) => meta.endpoint,
+                    Err(_) => break,
+                };
+                if peer.is_some_and(|p| p != from) {
+                    let _ = s.recv();
+                    continue;
+                }
+                let n = if peek {
+                    let (data, _) = s.peek().expect("peeked above");
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    n
+                } else {
+                    let (data, _) = s.recv().expect("peeked above");
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    n
+                };
+                return Step::Done(Ok((n, XkSockAddr::from_endpoint(Some(from.addr), from.port, false))));
+            }
+        }
+        Step::Wait
+    })
+}
+
+/// Resolves `name` to IPv4 addresses through the DNS server (`xen.dns` or DHCP's).
+pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usize, i32> {
+    if name.eq_ignore_ascii_case(b"localhost") {
+        let mut n = 0;
+        for a in [IpAddress::v4(127, 0, 0, 1), IpAddress::Ipv6(Ipv6Address::LOCALHOST)] {
+            if n < out.len() {
+                out[n] = XkSockAddr::from_endpoint(Some(a), 0, false);
+                n += 1;
+            }
+        }
+        return Ok(n);
+    }
+    let name = core::str::from_utf8(name).map_err(|_| EINVAL)?;
+    // Wait a while for DHCP to name a server.
+    let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
+    let _ = block(until, ENOENT, |net| {
+        if net.dns.is_some() || net.dhcp.is_none() { Step::Done(Ok(())) } else { Step::Wait }
+    });
+    let query = with(|net| -> Result<dns::QueryHandle, i32> {
+        let Some(dh) = net.dns else { return Err(ENOENT) };
+        let vif = net.vif.as_mut().ok_or(ENOENT)?;
+        let s = vif.set.get_mut::<dns::Socket>(dh);
+        s.start_query(vif.iface.context(), name, smoltcp::wire::DnsQueryType::A).map_err(|e| {
+            debug!("net: dns query for {name:?} not started: {e:?}");
+            ENOENT
+        })
+    })?;
+    let r = block(deadline, ETIMEDOUT, |net| {
+        let (Some(dh), Some(vif)) = (net.dns, net.vif.as_mut()) else { return Step::Done(Err(ENOENT)) };
+        match vif.set.get_mut::<dns::Socket>(dh).get_query_result(query) {
+            Ok(addrs) => {
+                let mut n = 0;
+                for a in addrs.iter() {
+                    if n < out.len() {
+                        out[n] = XkSockAddr::from_endpoint(Some(*a), 0, false);
+                        n += 1;
+                    }
+                }
+                Step::Done(Ok(n))
+            }
+            Err(dns::GetQueryResultError::Pending) => Step::Wait,
+            Err(dns::GetQueryResultError::Failed) => Step::Done(Err(ENOENT)),
+        }
+    });
+    if r.is_err() {
+        with(|net| {
+            if let (Some(dh), Some(vif)) = (net.dns, net.vif.as_mut()) {
+                // A query that already ended is gone; cancelling it again is harmless.
+                let s = vif.set.get_mut::<dns::Socket>(dh);
+                if matches!(s.get_query_result(query), Err(dns::GetQueryResultError::Pending)) {
+                    s.cancel_query(query);
+                }
+            }
+        });
+    }
+    r
+}

@@ -1,0 +1,328 @@
+//! std's sockets (`std::net`), for the harness's jobs; std only, so it runs on Linux too:
+//!
+//!     sockets loopback          TCP and UDP inside the guest (127.0.0.1 and ::1): threads,
+//!                               data intact, and the error kinds a Linux program sees
+//!     sockets client ADDR [NOBODY]  connects to ADDR (dom0's `nc -l`), sends a line, prints the
+//!                               line that comes back; then connect_timeout to NOBODY
+//!     sockets http PORT N       serves N HTTP/1.1 requests on PORT: `/` a page, `/big?bytes=N`
+//!                               N bytes of a pattern
+//!     sockets dns PORT N        answers N DNS queries for A records on UDP PORT with
+//!                               10.11.12.13 (dom0's `nslookup` asks)
+//!     sockets unreachable ADDR  connect_timeout to an address nobody has
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A byte of the test pattern at `i` (not periodic in 256, so a shifted copy shows).
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(7) ^ (i >> 9)) as u8
+}
+
+fn kind<T>(r: std::io::Result<T>) -> String {
+    match r {
+        Ok(_) => "Ok".to_string(),
+        Err(e) => format!("{:?}", e.kind()),
+    }
+}
+
+/// Echoes everything until the peer shuts down its side.
+fn echo(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => s.write_all(&buf[..n]).expect("echo write"),
+            Err(e) => panic!("echo read: {e}"),
+        }
+    }
+}
+
+/// Sends `len` pattern bytes through an echo server at `addr` (in chunks, reading back
+/// whenever 16 KiB are outstanding) and checks that the same come back.
+fn round_trip(addr: SocketAddr, len: usize) -> bool {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).unwrap();
+    let mut got = Vec::with_capacity(len);
+    let mut sent = 0;
+    let mut buf = [0u8; 8192];
+    while sent < len {
+        let n = (len - sent).min(4096);
+        let chunk: Vec<u8> = (sent..sent + n).map(pattern).collect();
+        s.write_all(&chunk).unwrap();
+        sent += n;
+        while got.len() + 16384 < sent {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "early EOF");
+            got.extend_from_slice(&buf[..k]);
+        }
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    loop {
+        let k = s.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..k]);
+    }
+    got.len() == len && got.iter().enumerate().all(|(i, &b)| b == pattern(i))
+}
+
+fn serve_echo(listener: TcpListener, connections: usize) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut handlers = Vec::new();
+        for _ in 0..connections {
+            let (s, peer) = listener.accept().expect("accept");
+            assert!(peer.ip().is_loopback(), "{peer}");
+            handlers.push(thread::spawn(move || echo(s)));
+        }
+        for h in handlers {
+            h.join().unwrap();
+        }
+    })
+}
+
+fn loopback() {
+    // TCP over 127.0.0.1: one server, clients in threads.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    println!("bound 127.0.0.1 port>0 {}", addr.port() > 0 && addr.ip() == Ipv4Addr::LOCALHOST);
+    let clients = 4;
+    let len = 200_000;
+    let server = serve_echo(listener, clients);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..clients).map(|_| thread::spawn(move || round_trip(addr, len))).collect();
+    let ok = workers.into_iter().map(|w| w.join().unwrap()).filter(|&ok| ok).count();
+    server.join().unwrap();
+    println!("tcp echo {ok} of {clients} clients x {len} bytes intact");
+    eprintln!("took {:?}", start.elapsed());
+
+    // IPv6 loopback.
+    let l6 = TcpListener::bind("[::1]:0").unwrap();
+    let a6 = l6.local_addr().unwrap();
+    let s6 = serve_echo(l6, 1);
+    println!("tcp echo over ::1 intact {}", round_trip(a6, 50_000));
+    s6.join().unwrap();
+
+    // Errors.
+    println!("refused: {}", kind(TcpStream::connect("127.0.0.1:1")));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    println!("in use: {}", kind(TcpListener::bind(("127.0.0.1", port))));
+    println!("not ours: {}", kind(TcpListener::bind("10.1.2.3:0")));
+    l.set_nonblocking(true).unwrap();
+    println!("accept nonblocking: {}", kind(l.accept()));
+    l.set_nonblocking(false).unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut s, peer) = l.accept().unwrap();
+    println!("addrs agree {}", peer == c.local_addr().unwrap() && s.local_addr().unwrap() == c.peer_addr().unwrap());
+    let mut buf = [0u8; 64];
+    c.set_nonblocking(true).unwrap();
+    println!("read nonblocking: {}", kind(c.read(&mut buf)));
+    c.set_nonblocking(false).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let t = Instant::now();
+    let r = c.read(&mut buf);
+    println!("read timeout: {} after >= 300 ms {}", kind(r), t.elapsed() >= Duration::from_millis(300));
+    println!("zero timeout: {}", kind(c.set_read_timeout(Some(Duration::ZERO))));
+    println!("timeout read back {:?}", c.read_timeout().unwrap());
+    c.set_read_timeout(None).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_ttl(33).unwrap();
+    println!("nodelay {} ttl {}", c.nodelay().unwrap(), c.ttl().unwrap());
+    println!("take_error {:?}", c.take_error().unwrap().map(|e| e.kind()));
+    s.write_all(b"peek me").unwrap();
+    let n = c.peek(&mut buf).unwrap();
+    let peeked = buf[..n].to_vec();
+    let mut all = [0u8; 7];
+    c.read_exact(&mut all).unwrap();
+    println!("peek {:?} read {:?}", String::from_utf8_lossy(&peeked), String::from_utf8_lossy(&all));
+    s.shutdown(Shutdown::Write).unwrap();
+    println!("eof after peer shutdown: {}", c.read(&mut buf).unwrap());
+    c.write_all(b"still open").unwrap();
+    let mut back = [0u8; 10];
+    s.read_exact(&mut back).unwrap();
+    println!("half-closed peer still reads {}", &back == b"still open");
+    drop(s);
+    drop(c);
+
+    // Many connections at once (each accepted only once established).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = 16;
+    let barrier = Arc::new(Barrier::new(n));
+    let server = thread::spawn(move || {
+        let mut sum = 0u32;
+        for _ in 0..n {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            sum += b[0] as u32;
+            s.write_all(&b).unwrap();
+        }
+        sum
+    });
+    let clients: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&[i as u8]).unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+                b[0] == i as u8
+            })
+        })
+        .collect();
+    let good = clients.into_iter().map(|c| c.join().unwrap()).filter(|&g| g).count();
+    let sum = server.join().unwrap();
+    println!("concurrent {good} of {n}, sum {sum}");
+
+    // UDP.
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    a.send_to(b"ping", ba).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = b.peek_from(&mut buf).unwrap();
+    println!("udp peek {:?} from a {}", String::from_utf8_lossy(&buf[..n]), from == aa);
+    let (n, from) = b.recv_from(&mut buf).unwrap();
+    println!("udp recv {:?} from a {}", String::from_utf8_lossy(&buf[..n]), from == aa);
+    b.connect(aa).unwrap();
+    b.send(b"pong").unwrap();
+    let (n, from) = a.recv_from(&mut buf).unwrap();
+    println!("udp reply {:?} from b {}", String::from_utf8_lossy(&buf[..n]), from == ba);
+    b.set_nonblocking(true).unwrap();
+    println!("udp nonblocking: {}", kind(b.recv(&mut buf)));
+    b.set_nonblocking(false).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    println!("udp timeout: {}", kind(b.recv(&mut buf)));
+    println!("udp in use: {}", kind(UdpSocket::bind(aa)));
+    println!("udp not connected: {}", kind(a.send(b"x")));
+
+    // Names.
+    let names: Vec<SocketAddr> = "localhost:80".to_socket_addrs().unwrap().collect();
+    println!("localhost {}", names.contains(&"127.0.0.1:80".parse().unwrap()));
+    println!("literal {:?}", "10.0.0.1:5".to_socket_addrs().unwrap().collect::<Vec<_>>());
+    println!("done");
+}
+
+fn client(addr: &str) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    eprintln!("connected in {:?}", t.elapsed());
+    println!("connected from {}", s.local_addr().unwrap().ip());
+    s.write_all(b"hello from xen\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"\n") {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    println!("got {:?}", String::from_utf8_lossy(&got).trim_end());
+}
+
+fn http(port: u16, requests: usize) {
+    let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    println!("http listening on {port}");
+    for _ in 0..requests {
+        let (mut s, _) = l.accept().unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&req);
+        let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let body: Vec<u8> = match path.strip_prefix("/big?bytes=") {
+            Some(n) => (0..n.parse::<usize>().unwrap_or(0)).map(pattern).collect(),
+            None => b"<html><body>hello from a Xen guest</body></html>\n".to_vec(),
+        };
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        // Let the client close first, so the guest's side ends cleanly.
+        let _ = s.read(&mut buf);
+        println!("served {path} ({} bytes)", body.len());
+    }
+}
+
+/// Answers DNS queries (RFC 1035): A records with 10.11.12.13, other types with no answer;
+/// ends after `queries` A queries or 10 s without one.
+fn dns(port: u16, queries: usize) {
+    let s = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    println!("dns listening on {port}");
+    let mut answered = 0;
+    let mut buf = [0u8; 512];
+    while answered < queries {
+        let (n, from) = match s.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) => {
+                println!("dns: {:?}", e.kind());
+                break;
+            }
+        };
+        if n < 12 {
+            continue;
+        }
+        let q = &buf[..n];
+        // The question: the name's labels, then type and class.
+        let mut at = 12;
+        while at < n && q[at] != 0 {
+            at += q[at] as usize + 1;
+        }
+        if at + 5 > n {
+            continue;
+        }
+        let qtype = u16::from_be_bytes([q[at + 1], q[at + 2]]);
+        let mut r = q[..at + 5].to_vec();
+        r[2] = 0x84 | (q[2] & 1); // a response, authoritative, RD copied
+        r[3] = 0;
+        r[6..12].copy_from_slice(&[0, (qtype == 1) as u8, 0, 0, 0, 0]);
+        if qtype == 1 {
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 11, 12, 13]);
+            answered += 1;
+        }
+        s.send_to(&r, from).unwrap();
+        println!("answered type {qtype} from {}", from.ip());
+    }
+}
+
+fn unreachable(addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let t = Instant::now();
+    let r = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    println!("unreachable: {} after >= 2 s {}", kind(r), t.elapsed() >= Duration::from_secs(2));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("loopback") => loopback(),
+        Some("client") => {
+            client(&args[2]);
+            if let Some(nobody) = args.get(3) {
+                unreachable(nobody);
+            }
+        }
+        Some("http") => http(args[2].parse().unwrap(), args[3].parse().unwrap()),
+        Some("dns") => dns(args[2].parse().unwrap(), args[3].parse().unwrap()),
+        Some("unreachable") => unreachable(&args[2]),
+        _ => {
+            eprintln!("usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR");
+            std::process::exit(2);
+        }
+    }
+}
