@@ -345,7 +345,8 @@ struct Net {
     vif: Option<Iface<VifDev>>,
     vif_port: u32,
     dhcp: Option<SocketHandle>,
-    dns: Option<SocketHandle>,
+    /// The DNS socket: (interface, socket); on loopback when the server is 127.x.
+    dns: Option<(usize, SocketHandle)>,
     dns_server: Option<Ipv4Address>,
     socks: Vec<Option<Sock>>,
     /// Closed connections still saying goodbye: (interface, socket, when to give up).
@@ -358,6 +359,11 @@ fn seed() -> u64 {
     let mut b = [0u8; 8];
     crate::random::fill(&mut b);
     u64::from_le_bytes(b)
+}
+
+/// A DNS socket asking `server`, with room for 4 queries at once.
+fn dns_socket(server: Ipv4Address) -> dns::Socket<'static> {
+    dns::Socket::new(&[IpAddress::Ipv4(server)], (0..4).map(|_| None).collect::<Vec<_>>())
 }
 
 fn netfront_event(_port: u32) {
@@ -384,8 +390,9 @@ fn link_local(mac: [u8; 6]) -> Ipv6Address {
 impl Net {
     fn start() -> Net {
         let now = instant();
-        let mut lo_dev = Loopback::new(Medium::Ethernet);
-        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 1])));
+        // An IP-medium loopback: no ARP or neighbor discovery between the guest and itself.
+        let mut lo_dev = Loopback::new(Medium::Ip);
+        let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = seed();
         let mut lo_if = Interface::new(config, &mut lo_dev, now);
         lo_if.update_ip_addrs(|addrs| {
@@ -406,6 +413,12 @@ impl Net {
         };
         let cfg = crate::boot::cmdline().net;
         info!("net: loopback up (127.0.0.1/8, ::1/128)");
+        if let Some(server) = cfg.dns.map(Ipv4Address::from)
+            && server.is_loopback()
+        {
+            net.dns_server = Some(server);
+            net.dns = Some((LO, net.lo.set.add(dns_socket(server))));
+        }
         if cfg.off {
             info!("net: xen.net=off: loopback only");
         } else {
@@ -451,9 +464,11 @@ impl Net {
             info!("net: vif 0: static {:?}, gateway {:?}", iface.ip_addrs(), cfg.gw);
         }
         info!("net: vif 0: link-local {ll}");
-        self.dns_server = cfg.dns.map(Ipv4Address::from);
-        if let Some(server) = self.dns_server {
-            self.dns = Some(set.add(dns::Socket::new(&[IpAddress::Ipv4(server)], (0..4).map(|_| None).collect::<Vec<_>>())));
+        if let Some(server) = cfg.dns.map(Ipv4Address::from)
+            && !server.is_loopback()
+        {
+            self.dns_server = Some(server);
+            self.dns = Some((VIF, set.add(dns_socket(server))));
         }
         self.vif = Some(Iface { iface, dev, set });
         self.vif_port = port;
@@ -525,12 +540,8 @@ impl Net {
                 {
                     self.dns_server = Some(d);
                     match self.dns {
-                        Some(h) => vif.set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(d)]),
-                        None => {
-                            self.dns = Some(
-                                vif.set.add(dns::Socket::new(&[IpAddress::Ipv4(d)], (0..4).map(|_| None).collect::<Vec<_>>())),
-                            )
-                        }
+                        Some((VIF, h)) => vif.set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(d)]),
+                        _ => self.dns = Some((VIF, vif.set.add(dns_socket(d)))),
                     }
                 }
             }
@@ -1215,18 +1226,18 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
     let _ = block(until, ENOENT, |net| {
         if net.dns.is_some() || net.dhcp.is_none() { Step::Done(Ok(())) } else { Step::Wait }
     });
-    let query = with(|net| -> Result<dns::QueryHandle, i32> {
-        let Some(dh) = net.dns else { return Err(ENOENT) };
-        let vif = net.vif.as_mut().ok_or(ENOENT)?;
-        let s = vif.set.get_mut::<dns::Socket>(dh);
-        s.start_query(vif.iface.context(), name, smoltcp::wire::DnsQueryType::A).map_err(|e| {
+    let query = with(|net| -> Result<(usize, SocketHandle, dns::QueryHandle), i32> {
+        let (at, dh) = net.dns.ok_or(ENOENT)?;
+        let (iface, set) = net.parts(at).ok_or(ENOENT)?;
+        let q = set.get_mut::<dns::Socket>(dh).start_query(iface.context(), name, smoltcp::wire::DnsQueryType::A).map_err(|e| {
             debug!("net: dns query for {name:?} not started: {e:?}");
             ENOENT
-        })
+        })?;
+        Ok((at, dh, q))
     })?;
+    let (at, dh, query) = query;
     let r = block(deadline, ETIMEDOUT, |net| {
-        let (Some(dh), Some(vif)) = (net.dns, net.vif.as_mut()) else { return Step::Done(Err(ENOENT)) };
-        match vif.set.get_mut::<dns::Socket>(dh).get_query_result(query) {
+        match net.set(at).get_mut::<dns::Socket>(dh).get_query_result(query) {
             Ok(addrs) => {
                 let mut n = 0;
                 for a in addrs.iter() {
@@ -1241,14 +1252,13 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
             Err(dns::GetQueryResultError::Failed) => Step::Done(Err(ENOENT)),
         }
     });
-    if r.is_err() {
+    if r == Err(ETIMEDOUT) {
+        // Still pending (a finished query is gone once its result was taken).
         with(|net| {
-            if let (Some(dh), Some(vif)) = (net.dns, net.vif.as_mut()) {
-                // A query that already ended is gone; cancelling it again is harmless.
-                let s = vif.set.get_mut::<dns::Socket>(dh);
-                if matches!(s.get_query_result(query), Err(dns::GetQueryResultError::Pending)) {
-                    s.cancel_query(query);
-                }
+            let s = net.set(at).get_mut::<dns::Socket>(dh);
+            // Taking a finished query's result frees its slot; only a pending one is cancelled.
+            if matches!(s.get_query_result(query), Err(dns::GetQueryResultError::Pending)) {
+                s.cancel_query(query);
             }
         });
     }
