@@ -349,6 +349,8 @@ struct Net {
     dns: Option<(usize, SocketHandle)>,
     dns_server: Option<Ipv4Address>,
     socks: Vec<Option<Sock>>,
+    /// How many holders each socket has (`dup`): it closes when the last one closes it.
+    refs: Vec<u32>,
     /// Closed connections still saying goodbye: (interface, socket, when to give up).
     orphans: Vec<(usize, SocketHandle, u64)>,
     tcp_ports: BTreeMap<u16, u32>,
@@ -407,6 +409,7 @@ impl Net {
             dns: None,
             dns_server: None,
             socks: Vec::new(),
+            refs: Vec::new(),
             orphans: Vec::new(),
             tcp_ports: BTreeMap::new(),
             udp_ports: BTreeMap::new(),
@@ -602,10 +605,12 @@ impl Net {
         match self.socks.iter().position(Option::is_none) {
             Some(i) => {
                 self.socks[i] = Some(sock);
+                self.refs[i] = 1;
                 i as i64
             }
             None => {
                 self.socks.push(Some(sock));
+                self.refs.push(1);
                 (self.socks.len() - 1) as i64
             }
         }
@@ -958,6 +963,13 @@ pub fn shutdown(h: u64, how: u32) -> Result<(), i32> {
 /// Closes socket `h`; a connection says goodbye in the background (`abort`: at once, RST).
 pub fn close(h: u64, abort: bool) -> i32 {
     with(|net| {
+        if net.sock(h).is_err() {
+            return -EBADF;
+        }
+        net.refs[h as usize] -= 1;
+        if net.refs[h as usize] > 0 && !abort {
+            return 0;
+        }
         let Some(sock) = net.socks.get_mut(h as usize).and_then(Option::take) else { return -EBADF };
         match sock {
             Sock::Tcp(t) => {
@@ -990,6 +1002,16 @@ pub fn close(h: u64, abort: bool) -> i32 {
             }
         }
         0
+    })
+}
+
+/// Another holder of socket `h` (std's `try_clone`); returns the same handle, which each
+/// holder closes once.
+pub fn dup(h: u64) -> Result<i64, i32> {
+    with(|net| {
+        net.sock(h)?;
+        net.refs[h as usize] += 1;
+        Ok(h as i64)
     })
 }
 

@@ -149,6 +149,14 @@ pub extern "C" fn xk_sock_shutdown(handle: u64, how: u32) -> isize {
     retn(stack::shutdown(handle, how).map(|()| 0))
 }
 
+/// Another holder of socket `handle` (the same handle back; the socket closes when every
+/// holder closed it).
+#[cfg(target_os = "none")]
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_sock_dup(handle: u64) -> i64 {
+    ret(stack::dup(handle))
+}
+
 /// Closes socket `handle`.
 #[cfg(target_os = "none")]
 #[unsafe(no_mangle)]

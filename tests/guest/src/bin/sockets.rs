@@ -9,6 +9,8 @@
 //!     sockets dns PORT N        answers N DNS queries for A records on UDP PORT with
 //!                               10.11.12.13 (dom0's `nslookup` asks)
 //!     sockets unreachable ADDR  connect_timeout to an address nobody has
+//!     sockets static ADDR       a name resolved through a DNS server on loopback
+//!                               (`xen.dns=127.0.0.1`), then `client ADDR`
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -105,6 +107,36 @@ fn loopback() {
     let s6 = serve_echo(l6, 1);
     println!("tcp echo over ::1 intact {}", round_trip(a6, 50_000));
     s6.join().unwrap();
+
+    // try_clone: a thread writes through a clone while this one reads the original; the
+    // clone shares the socket's non-blocking mode.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ca = l.local_addr().unwrap();
+    let srv = serve_echo(l, 1);
+    let mut s = TcpStream::connect(ca).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        for i in 0..64u8 {
+            w.write_all(&[i; 1000]).unwrap();
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    srv.join().unwrap();
+    let in_order = got.chunks(1000).enumerate().all(|(i, c)| c.iter().all(|&b| b == i as u8));
+    println!("clone: {} bytes back in order {in_order}", got.len());
+    drop(s);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (_peer, _) = l.accept().unwrap();
+    let c2 = c.try_clone().unwrap();
+    c2.set_nonblocking(true).unwrap();
+    let mut one = [0u8; 1];
+    println!("clone shares nonblocking: {}", kind(c.read(&mut one)));
+    drop(c2);
+    c.set_nonblocking(false).unwrap();
 
     // Errors.
     println!("refused: {}", kind(TcpStream::connect("127.0.0.1:1")));
@@ -258,12 +290,16 @@ fn http(port: u16, requests: usize) {
     }
 }
 
-/// Answers DNS queries (RFC 1035): A records with 10.11.12.13, other types with no answer;
-/// ends after `queries` A queries or 10 s without one.
+/// Answers DNS queries (RFC 1035) for xen.test: A with 10.11.12.13, other types with no
+/// answer; other names NXDOMAIN. Ends after `queries` A queries or 10 s without one.
 fn dns(port: u16, queries: usize) {
     let s = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     println!("dns listening on {port}");
+    answer_dns(s, queries);
+}
+
+fn answer_dns(s: UdpSocket, queries: usize) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut answered = 0;
     let mut buf = [0u8; 512];
     while answered < queries {
@@ -287,17 +323,33 @@ fn dns(port: u16, queries: usize) {
             continue;
         }
         let qtype = u16::from_be_bytes([q[at + 1], q[at + 2]]);
+        // Only xen.test exists (4 "xen" 4 "test" 0); any other name is NXDOMAIN.
+        let known = &q[12..at + 1] == b"\x03xen\x04test\x00";
         let mut r = q[..at + 5].to_vec();
         r[2] = 0x84 | (q[2] & 1); // a response, authoritative, RD copied
-        r[3] = 0;
-        r[6..12].copy_from_slice(&[0, (qtype == 1) as u8, 0, 0, 0, 0]);
-        if qtype == 1 {
+        r[3] = if known { 0 } else { 3 };
+        r[6..12].copy_from_slice(&[0, (known && qtype == 1) as u8, 0, 0, 0, 0]);
+        if known && qtype == 1 {
             r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 11, 12, 13]);
+        }
+        if qtype == 1 {
             answered += 1;
         }
         s.send_to(&r, from).unwrap();
         println!("answered type {qtype} from {}", from.ip());
     }
+}
+
+/// With `xen.ip`, `xen.gw` and `xen.dns=127.0.0.1` (a DNS server this program runs on
+/// loopback): resolves a name, then connects to dom0 at `dom0` at once (no DHCP).
+fn static_config(dom0: &str) {
+    let server = UdpSocket::bind("127.0.0.1:53").unwrap();
+    let answering = thread::spawn(move || answer_dns(server, 2));
+    let found: Vec<SocketAddr> = ("xen.test", 80).to_socket_addrs().unwrap().collect();
+    println!("resolved xen.test to {found:?}");
+    println!("unknown name: {}", kind("nowhere.test:80".to_socket_addrs()));
+    answering.join().unwrap();
+    client(dom0);
 }
 
 fn unreachable(addr: &str) {
@@ -320,6 +372,7 @@ fn main() {
         Some("http") => http(args[2].parse().unwrap(), args[3].parse().unwrap()),
         Some("dns") => dns(args[2].parse().unwrap(), args[3].parse().unwrap()),
         Some("unreachable") => unreachable(&args[2]),
+        Some("static") => static_config(&args[2]),
         _ => {
             eprintln!("usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR");
             std::process::exit(2);

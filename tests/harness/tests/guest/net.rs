@@ -153,7 +153,9 @@ pub const WGET: &str = with_dhcp!(
 has_lease
 wget -q -O /tmp/page-$JOB http://10.99.0.22:8080/
 echo \"page $(cat /tmp/page-$JOB)\"
+t0=$(xenjob_now)
 wget -q -O /tmp/big-$JOB 'http://10.99.0.22:8080/big?bytes=2000000'
+echo \"big took $(($(xenjob_now) - t0)) cs\"
 echo \"big $(wc -c < /tmp/big-$JOB) $(sha256sum < /tmp/big-$JOB | cut -d' ' -f1)\"
 "
 );

@@ -9,6 +9,7 @@
 use crate::fmt;
 use crate::io::{self, BorrowedCursor, IoSlice, IoSliceMut};
 use crate::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
+use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sys::pal::abi::{self, XkSockAddr};
 use crate::time::Duration;
@@ -132,14 +133,18 @@ impl Handle {
     }
 }
 
-fn clone_unsupported<T>() -> io::Result<T> {
-    // FIXME: kernel socket handles are not shared, so `try_clone` has nothing to return.
-    Err(io::const_error!(io::ErrorKind::Unsupported, "cloning a socket is not supported on Xen yet"))
+impl Handle {
+    /// Another holder of the same kernel socket, as `dup` gives on Linux.
+    fn duplicate(&self) -> io::Result<Handle> {
+        Ok(Handle(cvt(abi::xk_sock_dup(self.0))? as u64))
+    }
 }
 
+/// Timeouts and non-blocking mode are the socket's, shared by its clones (as Linux keeps them
+/// on the socket and the open file).
 pub struct TcpStream {
     handle: Handle,
-    timing: Timing,
+    timing: Arc<Timing>,
 }
 
 impl TcpStream {
@@ -147,7 +152,7 @@ impl TcpStream {
         let xk = to_xk(addr);
         // SAFETY: `xk` is a live XkSockAddr.
         let h = cvt(unsafe { abi::xk_sock_tcp_connect(&xk, deadline) })?;
-        Ok(TcpStream { handle: Handle(h as u64), timing: Timing::new() })
+        Ok(TcpStream { handle: Handle(h as u64), timing: Arc::new(Timing::new()) })
     }
 
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
@@ -236,7 +241,7 @@ impl TcpStream {
     }
 
     pub fn duplicate(&self) -> io::Result<TcpStream> {
-        clone_unsupported()
+        Ok(TcpStream { handle: self.handle.duplicate()?, timing: self.timing.clone() })
     }
 
     pub fn set_linger(&self, _: Option<Duration>) -> io::Result<()> {
@@ -288,7 +293,7 @@ impl fmt::Debug for TcpStream {
 
 pub struct TcpListener {
     handle: Handle,
-    nonblocking: AtomicBool,
+    nonblocking: Arc<AtomicBool>,
 }
 
 impl TcpListener {
@@ -297,7 +302,7 @@ impl TcpListener {
             let xk = to_xk(a);
             // SAFETY: `xk` is a live XkSockAddr.
             let h = cvt(unsafe { abi::xk_sock_tcp_listen(&xk, BACKLOG) })?;
-            Ok(TcpListener { handle: Handle(h as u64), nonblocking: AtomicBool::new(false) })
+            Ok(TcpListener { handle: Handle(h as u64), nonblocking: Arc::new(AtomicBool::new(false)) })
         })
     }
 
@@ -310,11 +315,11 @@ impl TcpListener {
         let mut peer = XkSockAddr::default();
         // SAFETY: `peer` is a live XkSockAddr.
         let h = cvt(unsafe { abi::xk_sock_tcp_accept(self.handle.0, &mut peer, deadline) })?;
-        Ok((TcpStream { handle: Handle(h as u64), timing: Timing::new() }, from_xk(&peer)))
+        Ok((TcpStream { handle: Handle(h as u64), timing: Arc::new(Timing::new()) }, from_xk(&peer)))
     }
 
     pub fn duplicate(&self) -> io::Result<TcpListener> {
-        clone_unsupported()
+        Ok(TcpListener { handle: self.handle.duplicate()?, nonblocking: self.nonblocking.clone() })
     }
 
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
@@ -355,7 +360,7 @@ impl fmt::Debug for TcpListener {
 
 pub struct UdpSocket {
     handle: Handle,
-    timing: Timing,
+    timing: Arc<Timing>,
 }
 
 impl UdpSocket {
@@ -364,7 +369,7 @@ impl UdpSocket {
             let xk = to_xk(a);
             // SAFETY: `xk` is a live XkSockAddr.
             let h = cvt(unsafe { abi::xk_sock_udp_bind(&xk) })?;
-            Ok(UdpSocket { handle: Handle(h as u64), timing: Timing::new() })
+            Ok(UdpSocket { handle: Handle(h as u64), timing: Arc::new(Timing::new()) })
         })
     }
 
@@ -402,7 +407,7 @@ impl UdpSocket {
     }
 
     pub fn duplicate(&self) -> io::Result<UdpSocket> {
-        clone_unsupported()
+        Ok(UdpSocket { handle: self.handle.duplicate()?, timing: self.timing.clone() })
     }
 
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {

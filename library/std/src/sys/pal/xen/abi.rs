@@ -115,6 +115,7 @@ unsafe extern "C" {
     pub fn xk_sock_send(handle: u64, buf: *const u8, len: usize, deadline_ns: u64) -> isize;
     pub safe fn xk_sock_shutdown(handle: u64, how: u32) -> isize;
     pub safe fn xk_sock_close(handle: u64) -> isize;
+    pub safe fn xk_sock_dup(handle: u64) -> i64;
     pub fn xk_sock_addr(handle: u64, which: u32, out: *mut XkSockAddr) -> isize;
     pub safe fn xk_sock_set_opt(handle: u64, opt: u32, value: u64) -> isize;
     pub safe fn xk_sock_get_opt(handle: u64, opt: u32) -> i64;
