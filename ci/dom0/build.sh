@@ -35,13 +35,13 @@ die() { printf 'dom0-build: error: %s\n' "$*" >&2; exit 1; }
 # Packages the image is made of, besides the kernel; their library
 # dependencies are added below.
 ROOT_PACKAGES="busybox-static xen-utils-4.17 xenstore-utils libgcc-s1
-	xen-hypervisor-4.17-amd64"
+	xen-hypervisor-4.17-amd64 socat"
 # Binaries taken from xen-utils-4.17 (in /usr/lib/xen-4.17/bin).
 XEN_BINARIES="xl xenstored xenconsoled xenconsole xen-init-dom0
 	libxl-save-helper"
 # Kernel modules, in the order /init loads them.
 MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback
-	xen-netback llc stp bridge"
+	xen-netback llc stp bridge e1000"
 # Files of ci/dom0 that end up in the image (their hash is in the key).
 IMAGE_SOURCES="build.sh init follow.c vif-bridge driver-lib.sh"
 
@@ -244,7 +244,10 @@ assemble_root() {
 		"$root/lib64/ld-linux-x86-64.so.2"
 	# glibc loads libgcc_s at run time (ldd does not list it); xl needs it.
 	copy_library libgcc_s.so.1
-	copy_with_libraries "$root/$xenbin"/* "$root/usr/bin/xenstore"
+	# socat forwards the runner's host ports to guests (--forward).
+	cp "$out/stage/usr/bin/socat" "$root/usr/bin/socat"
+	copy_with_libraries "$root/$xenbin"/* "$root/usr/bin/xenstore" \
+		"$root/usr/bin/socat"
 
 	for m in $MODULES; do
 		ko=$(find "$out/stage/lib/modules" -name "$m.ko" | head -n 1)

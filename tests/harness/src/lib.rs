@@ -200,6 +200,8 @@ pub struct DomUJob {
     pub xl: &'static [&'static str],
     /// A folder of the repository packed as the guest's files (`docs/fs.md`).
     pub files: Option<&'static str>,
+    /// More kernel options, `xen.OPTION=VALUE` each (`docs/abi.md`).
+    pub kernel_args: &'static [&'static str],
 }
 
 impl DomUJob {
@@ -225,7 +227,13 @@ impl DomUJob {
             driver: None,
             xl: &[],
             files: None,
+            kernel_args: &[],
         }
+    }
+
+    /// Passes these kernel options (`xen.ip=...`, ...) on the guest command line.
+    pub const fn kernel_args(self, args: &'static [&'static str]) -> Self {
+        Self { kernel_args: args, ..self }
     }
 
     /// Packs this folder (relative to the repository) as the guest's files.
@@ -281,6 +289,7 @@ impl DomUJob {
             "env": env,
             "timeout": self.timeout_secs,
             "xl": self.xl,
+            "kernel_args": self.kernel_args,
         });
         let fields = [
             ("memory", self.memory_mib.map(Into::into)),

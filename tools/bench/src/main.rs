@@ -318,6 +318,7 @@ fn cmdline(image: &Image) -> Result<String> {
         argv: vec![file_name(&image.built).into_bytes()],
         seed: Some(random_seed()?),
         stdin_eof: true,
+        kernel_args: Vec::new(),
     };
     Ok(line.encode()?)
 }

@@ -105,6 +105,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     argv,
                     seed: Some(random_seed()?),
                     stdin_eof: true,
+                    kernel_args: Vec::new(),
                 };
                 Job {
                     image: guests.xen.clone(),

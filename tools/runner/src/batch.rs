@@ -217,6 +217,7 @@ fn prepare_job(job: &Job, index: usize) -> Result<Ready, Box<JobResult>> {
         log: job.log,
         name: Some(&name),
         xl_lines: &job.xl_lines,
+        kernel_args: &job.kernel_args,
         console_input: job.driver.is_some(),
     };
     let mut said = Vec::new();
@@ -307,6 +308,7 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
             ramdisk: r.prepared.ramdisk.as_deref(),
             driver: jobs[r.index].driver.as_deref(),
             timeout: jobs[r.index].timeout,
+            forward: None,
         })
         .collect();
     let machine = ready
@@ -314,7 +316,7 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
         .map(|r| &jobs[r.index])
         .fold((2, 1), |(mib, cpus), job| (job.memory_mib.max(mib), job.vcpus.max(cpus)));
     let staging = run::staging_dir()?;
-    let cmd = run::domu_command(opts.platform(), &files, machine, staging.path())?;
+    let cmd = run::domu_command(opts.platform(), &files, machine, staging.path(), &[])?;
     // The initrd holds them now.
     drop(files);
     drop(images);
@@ -646,6 +648,7 @@ mod tests {
             timeout: None,
             driver: None,
             xl_lines: vec![],
+            kernel_args: vec![],
             log: None,
             files: None,
         };

@@ -59,6 +59,8 @@ pub struct GuestCommandLine {
     /// `xen.stdin=eof`: the guest's stdin is empty, because nothing will type into its
     /// console.
     pub stdin_eof: bool,
+    /// More kernel options, `xen.OPTION=VALUE` each, checked by [`check_kernel_arg`].
+    pub kernel_args: Vec<Vec<u8>>,
 }
 
 /// Why a command line could not be built.
@@ -70,6 +72,13 @@ pub enum CmdlineError {
         len: usize,
         /// The limit in bytes.
         max: usize,
+    },
+    /// A kernel option cannot be passed.
+    BadKernelArg {
+        /// The option as given.
+        arg: String,
+        /// Why not.
+        reason: &'static str,
     },
     /// An environment variable's name cannot be passed.
     BadEnvName {
@@ -89,6 +98,9 @@ impl fmt::Display for CmdlineError {
                  bytes (MAX_GUEST_CMDLINE less its NUL); pass fewer or shorter arguments or \
                  environment variables"
             ),
+            Self::BadKernelArg { arg, reason } => {
+                write!(f, "cannot pass kernel option {arg:?}: {reason}")
+            }
             Self::BadEnvName { name, reason } => {
                 write!(f, "cannot pass environment variable {name:?}: {reason}")
             }
@@ -135,6 +147,11 @@ impl GuestCommandLine {
                 line.push_str(&format!("{byte:02x}"));
             }
         }
+        for arg in &self.kernel_args {
+            check_kernel_arg(arg)?;
+            line.push(' ');
+            encode_token(arg, &mut line);
+        }
         for (name, value) in &self.env {
             check_env_name(name)?;
             line.push(' ');
@@ -156,6 +173,30 @@ impl GuestCommandLine {
         }
         Ok(line)
     }
+}
+
+/// The kernel options the runner writes itself: they cannot be given again.
+const RUNNER_OWN_OPTIONS: [&str; 3] = ["xen.console", "xen.seed", "xen.stdin"];
+
+/// Checks a kernel option given with `--kernel-arg`: `xen.OPTION=VALUE`, an option the
+/// runner does not set itself. Whether the kernel knows it is the kernel's to say (it refuses
+/// an unknown one before `main`, status 2).
+pub fn check_kernel_arg(arg: &[u8]) -> Result<(), CmdlineError> {
+    let bad = |reason| CmdlineError::BadKernelArg { arg: String::from_utf8_lossy(arg).into_owned(), reason };
+    let Some(eq) = arg.iter().position(|&b| b == b'=') else {
+        return Err(bad("give xen.OPTION=VALUE"));
+    };
+    let name = &arg[..eq];
+    if !name.starts_with(b"xen.") || name.len() == 4 {
+        return Err(bad("kernel options are named xen.OPTION (docs/abi.md)"));
+    }
+    if !name[4..].iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+        return Err(bad("an option's name holds only letters, digits, '_', '-' and '.'"));
+    }
+    if RUNNER_OWN_OPTIONS.iter().any(|own| own.as_bytes() == name) {
+        return Err(bad("the runner sets this option itself"));
+    }
+    Ok(())
 }
 
 /// Checks that a name reaches the guest as an environment variable.
@@ -222,8 +263,42 @@ mod tests {
             argv: argv.iter().map(|a| a.to_vec()).collect(),
             seed: None,
             stdin_eof: false,
+            kernel_args: Vec::new(),
         }
         .encode()
+    }
+
+    #[test]
+    fn kernel_args_come_after_the_runner_s_own() {
+        let cmdline = GuestCommandLine {
+            log: Some(LogLevel::Info),
+            env: vec![(b"A".to_vec(), b"1".to_vec())],
+            argv: vec![b"app".to_vec()],
+            kernel_args: vec![b"xen.ip=10.99.0.2/24".to_vec(), b"xen.dns=a b".to_vec()],
+            ..GuestCommandLine::default()
+        };
+        assert_eq!(
+            cmdline.encode().unwrap(),
+            "xen.console=framed xen.log=info xen.ip=10.99.0.2/24 xen.dns=a%20b A=1 -- app"
+        );
+    }
+
+    #[test]
+    fn refuses_kernel_args_that_are_not_options_or_are_the_runner_s() {
+        for (arg, want) in [
+            ("ip=1.2.3.4", "named xen.OPTION"),
+            ("xen.ip", "give xen.OPTION=VALUE"),
+            ("xen.=1", "named xen.OPTION"),
+            ("xen.a b=1", "only letters"),
+            ("xen.console=plain", "sets this option itself"),
+            ("xen.seed=00", "sets this option itself"),
+            ("xen.stdin=console", "sets this option itself"),
+        ] {
+            let got = check_kernel_arg(arg.as_bytes()).unwrap_err().to_string();
+            assert!(got.contains(want), "{arg}: {got}");
+        }
+        assert!(check_kernel_arg(b"xen.log=debug").is_ok());
+        assert!(check_kernel_arg(b"xen.mount=xvda:/data").is_ok());
     }
 
     #[test]
@@ -239,6 +314,7 @@ mod tests {
             argv: vec![b"app".to_vec(), b"-v".to_vec()],
             seed: Some([0xab; 32]),
             stdin_eof: true,
+            kernel_args: Vec::new(),
         };
         assert_eq!(
             cmdline.encode().unwrap(),

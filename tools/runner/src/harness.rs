@@ -2,7 +2,8 @@
 //!
 //! `ci/dom0/build.sh OUTDIR` makes `OUTDIR/vmlinux` and `OUTDIR/initrd.cpio`.
 //! The runner appends a cpio archive holding, for each job NNN, `/jobs/NNN/xl.cfg`,
-//! `/jobs/NNN/image` and optionally `/jobs/NNN/driver` and `/jobs/NNN/timeout`; the
+//! `/jobs/NNN/image` and optionally `/jobs/NNN/driver`, `/jobs/NNN/timeout` and
+//! `/jobs/NNN/forward` (ports dom0 forwards to the guest, `crate::forward`); the
 //! harness's init creates the guests one after another and reports on the console:
 //!
 //! ```text
@@ -139,6 +140,9 @@ pub struct JobFiles<'a> {
     pub driver: Option<&'a str>,
     /// After this long dom0 destroys the guest and ends the job as `timeout`.
     pub timeout: Option<Duration>,
+    /// Ports dom0 forwards to the guest while it runs: lines of
+    /// [`crate::forward::Forward::harness_line`].
+    pub forward: Option<&'a str>,
 }
 
 /// Writes the archive of `jobs`, numbered from `001` in order.
@@ -177,6 +181,9 @@ pub fn jobs_archive(jobs: &[JobFiles<'_>]) -> io::Result<Vec<u8>> {
         }
         if let Some(timeout) = job.timeout {
             cpio.file(&format!("{dir}/timeout"), 0o644, timeout_file(timeout).as_bytes())?;
+        }
+        if let Some(forward) = job.forward {
+            cpio.file(&format!("{dir}/forward"), 0o644, forward.as_bytes())?;
         }
     }
     cpio.finish()
@@ -357,7 +364,7 @@ mod tests {
     }
 
     fn job<'a>(config: &'a str, image: &'a [u8]) -> JobFiles<'a> {
-        JobFiles { config, image, ramdisk: None, driver: None, timeout: None }
+        JobFiles { config, image, ramdisk: None, driver: None, timeout: None, forward: None }
     }
 
     #[test]
@@ -382,10 +389,17 @@ mod tests {
             JobFiles { driver: Some("wait_output hi\n"), ..job("two", &other) },
             JobFiles { timeout: Some(Duration::from_millis(2501)), ..job("three", &image) },
             JobFiles { ramdisk: Some(b"070701"), ..job("four", &image) },
+            JobFiles { forward: Some("tcp 80 10.99.0.2 80\n"), ..job("five", &image) },
         ];
         let bytes = jobs_archive(&jobs).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        for name in ["jobs/002/driver\0", "jobs/003/timeout\0", "jobs/003/xl.cfg\0", "jobs/004/ramdisk\0"] {
+        for name in [
+            "jobs/002/driver\0",
+            "jobs/003/timeout\0",
+            "jobs/003/xl.cfg\0",
+            "jobs/004/ramdisk\0",
+            "jobs/005/forward\0",
+        ] {
             assert!(text.contains(name), "{name}");
         }
         let link = text.find("jobs/003/image\0").expect("job 3's image");

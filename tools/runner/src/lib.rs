@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod console;
 pub mod cpio;
 pub mod files;
+pub mod forward;
 pub mod crash;
 pub mod demux;
 pub mod framing;

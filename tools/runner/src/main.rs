@@ -10,6 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 use xen_runner::batch::{self, BatchOptions};
 use xen_runner::cmdline::{self, LogLevel};
+use xen_runner::forward::Forward;
 use xen_runner::manifest::Defaults;
 use xen_runner::run::{self, Mode, RunOptions};
 use xen_runner::status;
@@ -62,6 +63,17 @@ struct Cli {
     /// Pack no files, not even the package's xen-files/ folder
     #[arg(long)]
     no_files: bool,
+
+    /// Pass a kernel option on the guest command line, e.g. xen.log=debug or
+    /// xen.ip=10.99.0.5/24 (docs/abi.md) [env: XEN_RUNNER_KERNEL_ARGS, space-separated]
+    #[arg(long = "kernel-arg", value_name = "xen.OPTION=VALUE", conflicts_with = "batch")]
+    kernel_arg: Vec<OsString>,
+
+    /// Forward a host port to the guest (TCP unless udp: is given; the host address is
+    /// 127.0.0.1 unless given; implies --mode domu; docs/runner.md, "Networking")
+    /// [env: XEN_RUNNER_FORWARD, comma-separated]
+    #[arg(long = "forward", value_name = "[udp:][ADDR:]HOSTPORT[:GUESTPORT]", conflicts_with = "batch")]
+    forward: Vec<Forward>,
 
     /// Stop the guest after this many seconds (exit 124) [default: none]
     #[arg(long, value_name = "SECS", env = "XEN_RUNNER_TIMEOUT")]
@@ -134,6 +146,32 @@ impl Cli {
         }
     }
 
+    /// The `--kernel-arg` values, else those of `XEN_RUNNER_KERNEL_ARGS`.
+    fn kernel_args(&mut self) -> Vec<OsString> {
+        if self.kernel_arg.is_empty() {
+            std::env::var("XEN_RUNNER_KERNEL_ARGS")
+                .map(|l| l.split_whitespace().map(OsString::from).collect())
+                .unwrap_or_default()
+        } else {
+            std::mem::take(&mut self.kernel_arg)
+        }
+    }
+
+    /// The `--forward` values, else those of `XEN_RUNNER_FORWARD`.
+    fn forwards(&mut self) -> Result<Vec<Forward>, String> {
+        if !self.forward.is_empty() {
+            return Ok(std::mem::take(&mut self.forward));
+        }
+        match std::env::var("XEN_RUNNER_FORWARD") {
+            Ok(list) => list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse::<Forward>().map_err(|e| e.to_string()))
+                .collect(),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
     fn timeout(&self) -> Result<Option<Duration>, String> {
         match self.timeout {
             None => Ok(None),
@@ -175,6 +213,11 @@ impl Cli {
     fn into_options(mut self) -> Result<RunOptions, String> {
         let env = self.env();
         let files = self.files();
+        let kernel_args = self.kernel_args();
+        for arg in &kernel_args {
+            cmdline::check_kernel_arg(arg.as_encoded_bytes()).map_err(|e| e.to_string())?;
+        }
+        let forwards = self.forwards()?;
         let timeout = self.timeout()?;
         let mut command = self.command.into_iter();
         let image = PathBuf::from(command.next().ok_or("no IMAGE given")?);
@@ -194,6 +237,8 @@ impl Cli {
             xen: self.xen,
             xen_args: self.xen_args,
             qemu: self.qemu,
+            kernel_args,
+            forwards,
         })
     }
 }
@@ -218,6 +263,10 @@ fn main() -> ExitCode {
             return ExitCode::from(status::STATUS_USAGE);
         }
     };
+    if let Err(why) = options.mode() {
+        eprintln!("xen-runner: error: {why:#}");
+        return ExitCode::from(status::STATUS_USAGE);
+    }
     match run::run(&options) {
         Ok(code) => ExitCode::from(code),
         Err(why) => {

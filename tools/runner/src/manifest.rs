@@ -11,7 +11,8 @@
 //!
 //! Every field but `name` and `image` may be left out; the runner's own options
 //! (`--memory`, `--vcpus`, `--env`, `--timeout`, `--log` and their variables) then
-//! stand in. A relative image path is taken from the manifest's folder, as is `files`, a
+//! stand in. `kernel_args` are more kernel options (`xen.OPTION=VALUE`, as `--kernel-arg`
+//! takes them). A relative image path is taken from the manifest's folder, as is `files`, a
 //! folder packed as the job's files (`docs/fs.md`; a job without it has none, whatever
 //! `--files` says).
 
@@ -42,6 +43,8 @@ struct Entry {
     xl: Vec<String>,
     log: Option<String>,
     files: Option<PathBuf>,
+    #[serde(default)]
+    kernel_args: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +93,8 @@ pub struct Job {
     pub log: Option<LogLevel>,
     /// The folder packed as the guest's files (`docs/fs.md`).
     pub files: Option<PathBuf>,
+    /// More kernel options, `xen.OPTION=VALUE` each (`--kernel-arg`).
+    pub kernel_args: Vec<OsString>,
 }
 
 /// Why a manifest was refused.
@@ -157,6 +162,9 @@ fn check(entry: &Entry, base: &Path, defaults: &Defaults) -> Result<Job, String>
                 .map_err(|_| format!("log {level:?}: give error, warn, info, debug or trace"))?,
         ),
     };
+    for arg in &entry.kernel_args {
+        crate::cmdline::check_kernel_arg(arg.as_bytes()).map_err(|e| e.to_string())?;
+    }
     if let Some(line) = entry.xl.iter().find(|l| l.chars().any(char::is_control)) {
         return Err(format!("the xl line {line:?} holds a control character (one line each)"));
     }
@@ -175,6 +183,7 @@ fn check(entry: &Entry, base: &Path, defaults: &Defaults) -> Result<Job, String>
         xl_lines: entry.xl.clone(),
         log,
         files: entry.files.as_ref().map(|dir| base.join(dir)),
+        kernel_args: entry.kernel_args.iter().map(OsString::from).collect(),
     })
 }
 
@@ -206,7 +215,8 @@ mod tests {
             r#"{ "jobs": [
                 { "name": "full", "image": "/abs/img", "args": ["a b", ""], "env": ["X=1", "Y"],
                   "memory": 128, "vcpus": 2, "timeout": 2.5, "driver": "echo hi\n",
-                  "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug", "files": "fixtures" },
+                  "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug", "files": "fixtures",
+                  "kernel_args": ["xen.ip=10.99.0.20/24"] },
                 { "name": "plain", "image": "rel/img" }
             ] }"#,
         )
@@ -225,6 +235,7 @@ mod tests {
                 xl_lines: vec!["vif = [ \"bridge=xenbr0\" ]".into()],
                 log: Some(LogLevel::Debug),
                 files: Some("/m/fixtures".into()),
+                kernel_args: vec!["xen.ip=10.99.0.20/24".into()],
             }
         );
         let plain = &jobs[1];
@@ -276,6 +287,10 @@ mod tests {
                 "holds a control character",
             ),
             (r#"{"jobs": [{"name": "a\tb", "image": "i"}]}"#, "without control characters"),
+            (
+                r#"{"jobs": [{"name": "k", "image": "i", "kernel_args": ["xen.seed=1"]}]}"#,
+                "cannot pass kernel option \"xen.seed=1\": the runner sets",
+            ),
         ];
         for (text, want) in cases {
             let got = error(text);

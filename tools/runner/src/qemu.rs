@@ -34,6 +34,9 @@ pub struct Machine {
     pub cpus: u32,
     /// The multiboot modules: file and command line; the first is dom0.
     pub modules: Vec<(PathBuf, String)>,
+    /// QEMU `hostfwd=` rules; when there are any, dom0 gets an emulated NIC (an e1000 on
+    /// QEMU's user network, which reaches nothing but the host's forwarded ports).
+    pub host_forwards: Vec<String>,
 }
 
 impl Machine {
@@ -75,6 +78,19 @@ impl Machine {
             // One host thread per emulated CPU, so that the guest's vCPUs really run at once.
             args.push("-accel".into());
             args.push("tcg,thread=multi".into());
+        }
+        if !self.host_forwards.is_empty() {
+            // restrict=on: the machine reaches neither the host nor anything beyond it;
+            // only the forwarded ports come in.
+            let mut netdev = String::from("user,id=fwd,restrict=on");
+            for rule in &self.host_forwards {
+                netdev.push_str(",hostfwd=");
+                netdev.push_str(rule);
+            }
+            args.extend(["-netdev".into(), netdev.into(), "-device".into(), "e1000,netdev=fwd".into()]);
+        } else {
+            args.push("-nic".into());
+            args.push("none".into());
         }
         args.push("-kernel".into());
         args.push(self.xen.clone().into());
@@ -125,6 +141,7 @@ pub fn dom0_machine(
         memory_mib: memory_mib + XEN_OVERHEAD_MIB,
         cpus: vcpus,
         modules: vec![(image.to_owned(), cmdline.to_owned())],
+        host_forwards: Vec::new(),
     }
 }
 
@@ -165,6 +182,7 @@ pub fn domu_machine(
             (dom0.vmlinux.to_owned(), dom0.cmdline.to_owned()),
             (dom0.initrd.to_owned(), String::new()),
         ],
+        host_forwards: Vec::new(),
     }
 }
 
@@ -198,6 +216,8 @@ mod tests {
                 "192",
                 "-smp",
                 "1",
+                "-nic",
+                "none",
                 "-kernel",
                 "/cache/xen-ab",
                 "-append",
@@ -224,6 +244,25 @@ mod tests {
             "console=com1 com1=115200,8n1 serial_tx_buffer=32M dom0_mem=512M,max:512M \
              dom0_max_vcpus=1 loglvl=all"
         );
+    }
+
+    #[test]
+    fn forwards_give_dom0_a_nic_on_qemu_s_user_network() {
+        let dom0 = Dom0Linux { vmlinux: Path::new("/v"), cmdline: "c", initrd: Path::new("/i") };
+        let mut machine = domu_machine(Path::new("qemu"), Path::new("/x"), "", &dom0, 64, 1);
+        let plain = strings(machine.args().unwrap());
+        assert!(plain.windows(2).any(|w| w == ["-nic", "none"]), "{plain:?}");
+        machine.host_forwards =
+            vec!["tcp:127.0.0.1:8080-10.0.2.15:80".into(), "udp:127.0.0.1:53-10.0.2.15:53".into()];
+        let args = strings(machine.args().unwrap());
+        let at = args.iter().position(|a| a == "-netdev").expect("a -netdev");
+        assert_eq!(
+            args[at + 1],
+            "user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,\
+             hostfwd=udp:127.0.0.1:53-10.0.2.15:53"
+        );
+        assert_eq!(args[at + 2..at + 4], ["-device", "e1000,netdev=fwd"]);
+        assert!(!args.iter().any(|a| a == "-nic"));
     }
 
     #[test]

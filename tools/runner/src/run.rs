@@ -18,7 +18,11 @@ use crate::session::{End, Session};
 use crate::status::{self, GuestExit};
 use crate::symbolize::ImageSymbols;
 use crate::xlcfg::{self, XlConfig};
+use crate::forward::{self, Forward};
 use crate::{cache, files, harness, qemu, xl};
+
+/// The xl line that puts a single `--mode domu` run's guest on dom0's bridge.
+pub const DOMU_VIF: &str = "vif = ['bridge=xenbr0']";
 
 /// How long the Linux dom0 may take to boot before a `--timeout` starts
 /// counting, in `--mode domu`.
@@ -68,6 +72,10 @@ pub struct RunOptions {
     pub xen_args: String,
     /// The QEMU binary.
     pub qemu: PathBuf,
+    /// More kernel options for the guest command line, `xen.OPTION=VALUE` each.
+    pub kernel_args: Vec<OsString>,
+    /// Host ports forwarded to the guest (`--mode domu` only).
+    pub forwards: Vec<Forward>,
 }
 
 /// The machine-level options, shared by single runs and batches.
@@ -97,7 +105,48 @@ impl RunOptions {
         }
     }
 
-    fn guest(&self) -> Guest<'_> {
+    /// The mode this run uses: the one asked for, else `domu` when ports are forwarded, else
+    /// `xl` on a Xen host, else `dom0`. Refuses forwards where the runner cannot make them.
+    pub fn mode(&self) -> Result<Mode> {
+        let mode = match self.mode {
+            Some(mode) => mode,
+            None if !self.forwards.is_empty() => Mode::Domu,
+            None if xl::is_xen_host() => Mode::Xl,
+            None => Mode::Dom0,
+        };
+        if !self.forwards.is_empty() {
+            match mode {
+                Mode::Domu => {}
+                Mode::Dom0 => bail!(
+                    "--forward needs --mode domu: as dom0 the program has no network device \
+                     (there is no backend to give it one)"
+                ),
+                Mode::Xl => bail!(
+                    "--forward is for the emulated Xen of --mode domu; on a Xen host the guest is \
+                     on your own bridge: connect to its address (docs/deploy.md)"
+                ),
+            }
+        }
+        Ok(mode)
+    }
+
+    /// The network a single `--mode domu` run gives its guest: a vif on dom0's bridge, and
+    /// unless the user chose the address (`xen.ip=` or `xen.net=`), [`forward::GUEST_IP`].
+    fn domu_network(&self) -> (Vec<String>, Vec<OsString>) {
+        let chosen = self.kernel_args.iter().any(|a| {
+            let a = a.as_bytes();
+            a.starts_with(b"xen.ip=") || a.starts_with(b"xen.net=")
+        });
+        let mut args = Vec::new();
+        if !chosen {
+            args.push(format!("xen.ip={}/{}", forward::GUEST_IP, forward::BRIDGE_PREFIX).into());
+            args.push(format!("xen.gw={}", forward::BRIDGE_IP).into());
+        }
+        args.extend(self.kernel_args.iter().cloned());
+        (vec![DOMU_VIF.to_owned()], args)
+    }
+
+    fn guest<'a>(&'a self, xl_lines: &'a [String], kernel_args: &'a [OsString]) -> Guest<'a> {
         Guest {
             image: &self.image,
             args: &self.args,
@@ -107,7 +156,8 @@ impl RunOptions {
             vcpus: self.vcpus,
             log: self.log,
             name: None,
-            xl_lines: &[],
+            xl_lines,
+            kernel_args,
             // The runner forwards no input: its own stdin is the user's, not the guest's.
             console_input: false,
         }
@@ -135,6 +185,8 @@ pub struct Guest<'a> {
     pub name: Option<&'a str>,
     /// Lines added to the end of the xl config.
     pub xl_lines: &'a [String],
+    /// More kernel options, `xen.OPTION=VALUE` each.
+    pub kernel_args: &'a [OsString],
     /// Whether something will type into the guest's console (a batch job's driver); without
     /// it the guest's stdin is empty (`xen.stdin=eof`).
     pub console_input: bool,
@@ -166,8 +218,13 @@ pub struct Judge<'a> {
 
 /// Runs the image and returns the runner's exit status.
 pub fn run(opts: &RunOptions) -> Result<u8> {
-    let mode = opts.mode.unwrap_or_else(|| if xl::is_xen_host() { Mode::Xl } else { Mode::Dom0 });
-    let guest = opts.guest();
+    let mode = opts.mode()?;
+    forward::check_all(&opts.forwards)?;
+    let (xl_lines, kernel_args) = match mode {
+        Mode::Domu => opts.domu_network(),
+        Mode::Dom0 | Mode::Xl => (Vec::new(), opts.kernel_args.clone()),
+    };
+    let guest = opts.guest(&xl_lines, &kernel_args);
     let prepared = match prepare(&guest, mode, opts.print_xl_config, &mut io::stderr())? {
         Ok(prepared) => prepared,
         Err(status) => return Ok(status),
@@ -194,15 +251,30 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             (dom0_command(opts, &image, &cmdline, ramdisk_file.as_deref(), staging.path())?, None)
         }
         Mode::Domu => {
+            let forward: String =
+                opts.forwards.iter().map(|f| f.harness_line(forward::GUEST_IP)).collect();
             let job = harness::JobFiles {
                 config: &config,
                 image: &read_image(&image)?,
                 ramdisk: ramdisk.as_deref(),
                 driver: None,
                 timeout: None,
+                forward: (!forward.is_empty()).then_some(forward.as_str()),
             };
             let machine = (opts.memory_mib, opts.vcpus);
-            (domu_command(opts.platform(), &[job], machine, staging.path())?, None)
+            let cmd = domu_command(opts.platform(), &[job], machine, staging.path(), &opts.forwards)?;
+            if opts.verbose {
+                for f in &opts.forwards {
+                    eprintln!(
+                        "xen-runner: forwarding {}:{} ({}) to the guest's port {}",
+                        f.host_addr,
+                        f.host_port,
+                        f.protocol.as_str(),
+                        f.guest_port
+                    );
+                }
+            }
+            (cmd, None)
         }
         Mode::Xl => (xl::create_command(&config, staging.path())?, Some(xl_domain_name(&image))),
     };
@@ -339,7 +411,8 @@ fn guest_cmdline(
     let seed = if for_people { None } else { host_entropy() };
     // People reading `xl console` type into it; the runner itself gives no input.
     let stdin_eof = !for_people && !guest.console_input;
-    match (GuestCommandLine { log: guest.log, env, argv, seed, stdin_eof }).encode() {
+    let kernel_args = guest.kernel_args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    match (GuestCommandLine { log: guest.log, env, argv, seed, stdin_eof, kernel_args }).encode() {
         // A printed config is for people, who read the console with `xl console`.
         Ok(line) if for_people => {
             Ok(Some(line.replacen("xen.console=framed", "xen.console=plain", 1)))
@@ -505,6 +578,7 @@ pub fn domu_command(
     jobs: &[harness::JobFiles<'_>],
     (guest_mib, vcpus): (u32, u32),
     staging: &Path,
+    forwards: &[Forward],
 ) -> Result<Command> {
     let dir = harness::find_dir(platform.harness_dir)?;
     let build = harness::build(&dir, &cache::dir()?, platform.verbose)?;
@@ -518,8 +592,9 @@ pub fn domu_command(
         cmdline: harness::LINUX_CMDLINE,
         initrd: &initrd,
     };
-    let machine =
+    let mut machine =
         qemu::domu_machine(platform.qemu, &xen, platform.xen_args, &dom0, guest_mib, vcpus);
+    machine.host_forwards = forwards.iter().map(Forward::hostfwd).collect();
     let mut cmd = Command::new(&machine.qemu);
     cmd.args(machine.args()?);
     Ok(cmd)

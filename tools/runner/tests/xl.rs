@@ -74,7 +74,39 @@ fn print_xl_config_boots_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let config = String::from_utf8(out.stdout).unwrap();
     assert!(config.contains("kernel = \"/jobs/001/image\"\n"), "{config}");
-    assert!(config.contains("extra = \"xen.console=plain K=v -- app --print-xl-config x\"\n"));
+    // A single domU run is on dom0's bridge, at the runner's address (docs/runner.md).
+    let extra = "extra = \"xen.console=plain xen.ip=10.99.0.2/24 xen.gw=10.99.0.1 K=v -- app \
+                 --print-xl-config x\"\n";
+    assert!(config.contains(extra), "{config}");
+    assert!(config.contains("\nvif = ['bridge=xenbr0']\n"), "{config}");
+}
+
+#[test]
+fn kernel_args_and_forwards_are_checked_before_anything_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("app");
+    write_tiny_image(&image);
+    let run = |args: &[&str]| {
+        let out = Command::new(RUNNER).args(args).arg(&image).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&["--kernel-arg", "xen.stdin=console", "--mode", "dom0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the runner sets this option itself"), "{err}");
+    let (code, err) = run(&["--forward", "8080:80", "--mode", "dom0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--forward needs --mode domu"), "{err}");
+    let (code, err) = run(&["--forward", "80:x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"x\" is not a port"), "{err}");
+    // The user's own address replaces the runner's.
+    let out = Command::new(RUNNER)
+        .args(["--print-xl-config", "--mode", "domu", "--kernel-arg", "xen.ip=10.99.0.9/24"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert!(config.contains("extra = \"xen.console=plain xen.ip=10.99.0.9/24 -- app\"\n"), "{config}");
 }
 
 #[test]
