@@ -106,8 +106,10 @@ pub fn runner() -> PathBuf {
 }
 
 /// The runner's variables that would change a run behind the test's back.
-const RUNNER_VARIABLES: [&str; 6] = [
+const RUNNER_VARIABLES: [&str; 8] = [
     "XEN_RUNNER_MODE",
+    "XEN_RUNNER_FORWARD",
+    "XEN_RUNNER_KERNEL_ARGS",
     "XEN_RUNNER_ENV",
     "XEN_RUNNER_MEMORY",
     "XEN_RUNNER_TIMEOUT",

@@ -619,3 +619,6 @@ fn rusts_own_std_unit_tests_pass_on_xen() {
     );
     assert_eq!(summary, expected, "status {}\n{}\n{}", r.status, r.stdout, r.stderr);
 }
+
+#[path = "guest/forward.rs"]
+mod forward;

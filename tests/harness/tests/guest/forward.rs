@@ -1,0 +1,82 @@
+//! The host reaches a server in a guest through the runner's `--forward` (docs/runner.md,
+//! "Networking"): QEMU forwards a host port to dom0, dom0's socat to the guest, which has
+//! the runner's static address on dom0's bridge.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xen_harness::runner;
+
+/// One HTTP/1.1 request on a new connection; returns the response's body.
+fn get(port: u16, path: &str) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: guest\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no header end in {} bytes", response.len())))?;
+    let head = String::from_utf8_lossy(&response[..at]).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("not 200: {head}")));
+    }
+    Ok(response[at + 4..].to_vec())
+}
+
+#[test]
+fn the_host_reaches_a_guest_server_through_the_runner_s_forwarding() {
+    let image = super::net::http_image();
+    // A port that is free now (the runner checks it again before booting).
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // examples/http on the guest's port 8080 ends after 3 requests: the page, the big body,
+    // and the page once more.
+    let mut child = Command::new(runner())
+        .args(["--mode", "domu", "--timeout", "240", "--forward"])
+        .arg(format!("{port}:8080"))
+        .arg(&image)
+        .args(["8080", "3"])
+        .env_remove("XEN_RUNNER_FORWARD")
+        .env_remove("XEN_RUNNER_KERNEL_ARGS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start xen-runner");
+    // dom0 boots and the guest starts listening: until then a connection is reset or closed.
+    let start = Instant::now();
+    let page = loop {
+        match get(port, "/") {
+            Ok(body) => break body,
+            Err(e) if start.elapsed() < Duration::from_secs(180) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "no page through the forwarded port in 180 s: {e}\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    };
+    println!("first page after {:.1} s", start.elapsed().as_secs_f64());
+    assert!(String::from_utf8_lossy(&page).contains("Hello from a Xen guest"));
+    let big = get(port, "/big?bytes=3000000").expect("the big body");
+    assert_eq!(big.len(), 3_000_000);
+    assert!(big.iter().enumerate().all(|(i, &b)| b == b'a' + (i % 26) as u8), "the body's bytes");
+    assert!(String::from_utf8_lossy(&get(port, "/").unwrap()).contains("Hello from a Xen guest"));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
