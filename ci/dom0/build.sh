@@ -41,7 +41,8 @@ XEN_BINARIES="xl xenstored xenconsoled xenconsole xen-init-dom0
 	libxl-save-helper"
 # Kernel modules, in the order /init loads them.
 MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback
-	xen-netback llc stp bridge"
+	xen-netback llc stp bridge virtio_ring virtio virtio_pci_modern_dev
+	virtio_pci_legacy_dev virtio_pci virtio_blk"
 # Files of ci/dom0 that end up in the image (their hash is in the key).
 IMAGE_SOURCES="build.sh init follow.c vif-bridge driver-lib.sh"
 

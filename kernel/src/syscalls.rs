@@ -4,11 +4,12 @@
 use crate::xen::abi::errno;
 use crate::xen::console;
 
+pub mod blk;
 pub mod fs;
 pub mod net;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 5;
+pub const XK_ABI_VERSION: u32 = 6;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {

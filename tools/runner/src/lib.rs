@@ -16,6 +16,7 @@ pub mod cpio;
 pub mod files;
 pub mod crash;
 pub mod demux;
+pub mod disk;
 pub mod framing;
 pub mod harness;
 pub mod manifest;

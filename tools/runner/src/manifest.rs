@@ -24,6 +24,7 @@ use clap::ValueEnum as _;
 use serde::Deserialize;
 
 use crate::cmdline::LogLevel;
+use crate::disk::Disk;
 
 /// One job as the manifest gives it.
 #[derive(Debug, Deserialize)]
@@ -42,6 +43,17 @@ struct Entry {
     xl: Vec<String>,
     log: Option<String>,
     files: Option<PathBuf>,
+    disk: Option<DiskEntry>,
+}
+
+/// A job's `"disk"`: `{ "path": "IMAGE", "read_only": false, "sector_size": 512 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskEntry {
+    path: PathBuf,
+    #[serde(default)]
+    read_only: bool,
+    sector_size: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +102,8 @@ pub struct Job {
     pub log: Option<LogLevel>,
     /// The folder packed as the guest's files (`docs/fs.md`).
     pub files: Option<PathBuf>,
+    /// The disk image given to the guest as `xvda` (`docs/fs.md`, "Disks").
+    pub disk: Option<Disk>,
 }
 
 /// Why a manifest was refused.
@@ -175,6 +189,18 @@ fn check(entry: &Entry, base: &Path, defaults: &Defaults) -> Result<Job, String>
         xl_lines: entry.xl.clone(),
         log,
         files: entry.files.as_ref().map(|dir| base.join(dir)),
+        disk: match &entry.disk {
+            None => None,
+            Some(d) if d.path.as_os_str().is_empty() => return Err("the disk's path is empty".into()),
+            Some(d) => Some(Disk {
+                path: base.join(&d.path),
+                read_only: d.read_only,
+                sector_size: match d.sector_size.unwrap_or(512) {
+                    n @ (512 | 4096) => n,
+                    n => return Err(format!("disk sector_size {n}: give 512 or 4096")),
+                },
+            }),
+        },
     })
 }
 
@@ -206,7 +232,8 @@ mod tests {
             r#"{ "jobs": [
                 { "name": "full", "image": "/abs/img", "args": ["a b", ""], "env": ["X=1", "Y"],
                   "memory": 128, "vcpus": 2, "timeout": 2.5, "driver": "echo hi\n",
-                  "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug", "files": "fixtures" },
+                  "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug", "files": "fixtures",
+                  "disk": { "path": "d.img", "read_only": true, "sector_size": 4096 } },
                 { "name": "plain", "image": "rel/img" }
             ] }"#,
         )
@@ -225,6 +252,7 @@ mod tests {
                 xl_lines: vec!["vif = [ \"bridge=xenbr0\" ]".into()],
                 log: Some(LogLevel::Debug),
                 files: Some("/m/fixtures".into()),
+                disk: Some(Disk { path: "/m/d.img".into(), read_only: true, sector_size: 4096 }),
             }
         );
         let plain = &jobs[1];
@@ -234,6 +262,7 @@ mod tests {
         assert_eq!(plain.timeout, Some(Duration::from_secs(300)));
         assert!(plain.args.is_empty() && plain.driver.is_none() && plain.xl_lines.is_empty());
         assert_eq!(plain.files, None);
+        assert_eq!(plain.disk, None);
     }
 
     #[test]
@@ -276,6 +305,11 @@ mod tests {
                 "holds a control character",
             ),
             (r#"{"jobs": [{"name": "a\tb", "image": "i"}]}"#, "without control characters"),
+            (
+                r#"{"jobs": [{"name": "d", "image": "i", "disk": {"path": "x", "sector_size": 1024}}]}"#,
+                "disk sector_size 1024: give 512 or 4096",
+            ),
+            (r#"{"jobs": [{"name": "d", "image": "i", "disk": {"path": ""}}]}"#, "disk's path is empty"),
         ];
         for (text, want) in cases {
             let got = error(text);

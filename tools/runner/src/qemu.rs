@@ -34,6 +34,8 @@ pub struct Machine {
     pub cpus: u32,
     /// The multiboot modules: file and command line; the first is dom0.
     pub modules: Vec<(PathBuf, String)>,
+    /// Disk images, as virtio-blk drives of the machine (dom0's `/dev/vda`, ...).
+    pub drives: Vec<crate::disk::Drive>,
 }
 
 impl Machine {
@@ -82,6 +84,7 @@ impl Machine {
         args.push(self.xen_cmdline.clone().into());
         args.push("-initrd".into());
         args.push(initrd.into());
+        args.extend(crate::disk::qemu_args(&self.drives)?);
         Ok(args)
     }
 }
@@ -125,6 +128,7 @@ pub fn dom0_machine(
         memory_mib: memory_mib + XEN_OVERHEAD_MIB,
         cpus: vcpus,
         modules: vec![(image.to_owned(), cmdline.to_owned())],
+        drives: Vec::new(),
     }
 }
 
@@ -165,6 +169,7 @@ pub fn domu_machine(
             (dom0.vmlinux.to_owned(), dom0.cmdline.to_owned()),
             (dom0.initrd.to_owned(), String::new()),
         ],
+        drives: Vec::new(),
     }
 }
 
