@@ -41,6 +41,11 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::built("rawframes", net::rawframes_image).args(&["8"]).xl(net::VIF).timeout(60).driver(net::ARPING),
     DomUJob::bin("net_arp", "net").args(&["arp"]).xl(net::VIF).timeout(60).driver(net::ANSWER_ARP),
     DomUJob::bin("net_errors", "net").args(&["errors"]).xl(net::VIF).timeout(60),
+    // Disks (blk.rs; docs/fs.md, "Disks").
+    DomUJob::bin("blk_write", "blk").args(&["write"]).disk(blk::rw_image, false),
+    DomUJob::bin("blk_verify", "blk").args(&["verify"]).disk(blk::rw_image, false),
+    DomUJob::bin("blk_readonly", "blk").args(&["readonly"]).disk(blk::ro_image, true),
+    DomUJob::bin("blk_sector4k", "blk").args(&["sector4k"]).disk(blk::four_k_image, false).sector_size(4096),
 ]);
 
 /// The packed files of the `files` guest, relative to the repository.
@@ -84,6 +89,9 @@ mod xen_services;
 
 #[path = "guest/net.rs"]
 mod net;
+
+#[path = "guest/blk.rs"]
+mod blk;
 
 /// A driver that never ends by itself: dom0 must stop it with the guest.
 const WATCH_FOREVER: &str = "xenstore-watch /local/domain/$DOMID/name\n";
