@@ -117,6 +117,8 @@ fn what_was_written_is_there_in_the_next_boot_and_on_the_host() {
     let after = offset + len;
     assert!(bytes[after..last] == filled(1, after as u64, last - after)[..], "the part after was changed");
     assert!(bytes[last..] == filled(2, last as u64, 512)[..], "the last sector differs");
+    // Kept for a look when a check failed.
+    let _ = std::fs::remove_file(rw_image());
 }
 
 #[test]
@@ -133,7 +135,8 @@ fn a_read_only_disk_is_never_written() {
     );
     let path = ro_image();
     let before = RO.get().unwrap().1;
-    assert_eq!(hash(&std::fs::read(path).unwrap()), before, "the read-only image changed");
+    assert_eq!(hash(&std::fs::read(&path).unwrap()), before, "the read-only image changed");
+    let _ = std::fs::remove_file(path);
 }
 
 #[test]
@@ -153,4 +156,5 @@ fn a_disk_with_4_kib_sectors_takes_only_whole_sectors() {
     assert!(bytes[..8192] == filled(4, 0, 8192)[..]);
     assert!(bytes[8192..8192 + 69632] == filled(5, 8192, 69632)[..], "the written part differs");
     assert!(bytes[8192 + 69632..] == filled(4, 8192 + 69632, bytes.len() - 8192 - 69632)[..]);
+    let _ = std::fs::remove_file(four_k_image());
 }
