@@ -368,6 +368,11 @@ impl Blkfront {
                         failed.get_or_insert(BlkError::Io);
                         id
                     }
+                    Done::Unsupported(id) if matches!(rsp.operation, BLKIF_OP_READ | BLKIF_OP_WRITE) => {
+                        error!("blkfront: vbd {}: the backend does not do op {} (request {id})", self.id, rsp.operation);
+                        failed.get_or_insert(BlkError::Io);
+                        id
+                    }
                     Done::Unsupported(id) => {
                         warn!("blkfront: vbd {}: the backend refused op {}; flushes off", self.id, rsp.operation);
                         self.info.flush_op = None;
