@@ -10,7 +10,7 @@
 # OUTDIR/initrd.cpio  busybox-static, the xl toolstack (xen-utils-4.17,
 #                     xenstore-utils) with its shared libraries, the Xen
 #                     backend modules, ci/dom0/init as /init, follow,
-#                     vif-bridge and the drivers' helpers (driver-lib.sh)
+#                     vif-bridge, block and the drivers' helpers (driver-lib.sh)
 #
 # The packages are fetched with apt-get download and unpacked with
 # dpkg-deb -x; nothing is installed into the host except the tools this
@@ -41,9 +41,10 @@ XEN_BINARIES="xl xenstored xenconsoled xenconsole xen-init-dom0
 	libxl-save-helper"
 # Kernel modules, in the order /init loads them.
 MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback
-	xen-netback llc stp bridge e1000"
+	xen-netback llc stp bridge e1000 virtio_ring virtio virtio_pci_modern_dev
+	virtio_pci_legacy_dev virtio_pci virtio_blk"
 # Files of ci/dom0 that end up in the image (their hash is in the key).
-IMAGE_SOURCES="build.sh init follow.c vif-bridge driver-lib.sh"
+IMAGE_SOURCES="build.sh init follow.c vif-bridge block driver-lib.sh"
 
 apt_quiet() { "$@" >>"$aptlog" 2>&1; }
 
@@ -257,10 +258,12 @@ assemble_root() {
 
 	cp "$here/init" "$root/init"
 	cp "$here/vif-bridge" "$root/etc/xen/scripts/vif-bridge"
+	cp "$here/block" "$root/etc/xen/scripts/block"
 	cp "$here/driver-lib.sh" "$root/usr/lib/xenjob/driver-lib.sh"
 	# xl reads this file first and complains on every call if it is absent.
 	echo "# xl defaults: none (ci/dom0/build.sh)" >"$root/etc/xen/xl.conf"
-	chmod 755 "$root/init" "$root/etc/xen/scripts/vif-bridge"
+	chmod 755 "$root/init" "$root/etc/xen/scripts/vif-bridge" \
+		"$root/etc/xen/scripts/block"
 	build_follow
 }
 

@@ -12,6 +12,7 @@ extern crate alloc;
 #[macro_use]
 pub mod log;
 
+pub mod blk;
 pub mod cmdline;
 pub mod framing;
 pub mod fs;

@@ -4,12 +4,13 @@
 use crate::xen::abi::errno;
 use crate::xen::console;
 
+pub mod blk;
 pub mod fs;
 pub mod net;
 pub mod sock;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 6;
+pub const XK_ABI_VERSION: u32 = 7;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {

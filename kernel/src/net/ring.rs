@@ -161,6 +161,19 @@ impl<'a> FrontRing<'a> {
         Ok(Some(words))
     }
 
+    /// Copies out the next response's slot into `out` (at most a slot's words), if the backend
+    /// produced one; returns whether it did. For rings whose slots are not netif's (blkif).
+    pub fn take_slot(&mut self, out: &mut [u32]) -> Result<bool, RingError> {
+        if self.responses_ready()? == 0 {
+            return Ok(false);
+        }
+        for (word, slot) in out.iter_mut().zip(self.slot(self.rsp_cons)) {
+            *word = slot.load(Ordering::Relaxed);
+        }
+        self.rsp_cons = self.rsp_cons.wrapping_add(1);
+        Ok(true)
+    }
+
     /// Asks the backend for an event at its next response and checks once more
     /// (`RING_FINAL_CHECK_FOR_RESPONSES`); returns whether responses are ready.
     pub fn final_check(&mut self) -> Result<bool, RingError> {

@@ -413,3 +413,80 @@ pub mod netif {
     /// `NETIF_RSP_NULL`: the response to an extra-info slot.
     pub const NETIF_RSP_NULL: i16 = 1;
 }
+
+/// The block device protocol between a frontend and blkback
+/// (`xen/include/public/io/blkif.h`; the ring layout of `xen/include/public/io/ring.h`).
+///
+/// Sector numbers and the segments' `first_sect`/`last_sect` always count 512-byte units,
+/// whatever the device's `sector-size` is.
+pub mod blkif {
+    /// `BLKIF_MAX_SEGMENTS_PER_REQUEST`: pages one direct request may name.
+    pub const BLKIF_MAX_SEGMENTS_PER_REQUEST: usize = 11;
+
+    /// `struct blkif_request_segment`: a part of one granted page, in 512-byte units.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct BlkifRequestSegment {
+        /// `gref`: the grant of the page.
+        pub gref: u32,
+        /// `first_sect`: the first 512-byte unit of the page to transfer (0 to 7).
+        pub first_sect: u8,
+        /// `last_sect`: the last one, inclusive (`first_sect` to 7).
+        pub last_sect: u8,
+    }
+    const _: () = assert!(size_of::<BlkifRequestSegment>() == 8);
+
+    /// `struct blkif_request` (x86_64 layout: `id` aligned to 8 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct BlkifRequest {
+        /// `operation`: `BLKIF_OP_*`.
+        pub operation: u8,
+        /// `nr_segments`: segments used (0 for a flush or barrier without data).
+        pub nr_segments: u8,
+        /// `handle`: only for the backend's use; the frontend writes 0.
+        pub handle: u16,
+        /// `id`: echoed in the response.
+        pub id: u64,
+        /// `sector_number`: the first 512-byte sector on the device.
+        pub sector_number: u64,
+        pub seg: [BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    }
+    const _: () = assert!(size_of::<BlkifRequest>() == 112);
+
+    /// `struct blkif_response`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct BlkifResponse {
+        /// `id`: the request's.
+        pub id: u64,
+        /// `operation`: the request's.
+        pub operation: u8,
+        /// `status`: `BLKIF_RSP_*`.
+        pub status: i16,
+    }
+    const _: () = assert!(size_of::<BlkifResponse>() == 16);
+
+    /// `BLKIF_OP_READ`.
+    pub const BLKIF_OP_READ: u8 = 0;
+    /// `BLKIF_OP_WRITE`.
+    pub const BLKIF_OP_WRITE: u8 = 1;
+    /// `BLKIF_OP_WRITE_BARRIER` (with `feature-barrier`).
+    pub const BLKIF_OP_WRITE_BARRIER: u8 = 2;
+    /// `BLKIF_OP_FLUSH_DISKCACHE` (with `feature-flush-cache`).
+    pub const BLKIF_OP_FLUSH_DISKCACHE: u8 = 3;
+
+    /// `BLKIF_RSP_EOPNOTSUPP`: the backend does not do this operation.
+    pub const BLKIF_RSP_EOPNOTSUPP: i16 = -2;
+    /// `BLKIF_RSP_ERROR`.
+    pub const BLKIF_RSP_ERROR: i16 = -1;
+    /// `BLKIF_RSP_OKAY`.
+    pub const BLKIF_RSP_OKAY: i16 = 0;
+
+    /// `VDISK_CDROM` (the `info` key's bits).
+    pub const VDISK_CDROM: u32 = 1;
+    /// `VDISK_REMOVABLE`.
+    pub const VDISK_REMOVABLE: u32 = 2;
+    /// `VDISK_READONLY`: the backend refuses writes.
+    pub const VDISK_READONLY: u32 = 4;
+}

@@ -204,6 +204,10 @@ pub struct DomUJob {
     pub files: Option<&'static str>,
     /// More kernel options, `xen.OPTION=VALUE` each (`docs/abi.md`).
     pub kernel_args: &'static [&'static str],
+    /// A disk image for the guest's `xvda`: a function that makes it (once; jobs that share a
+    /// disk give the same one) and returns its path, whether it is attached read-only, and
+    /// its logical sector size (`docs/fs.md`, "Disks").
+    pub disk: Option<(fn() -> PathBuf, bool, u32)>,
 }
 
 impl DomUJob {
@@ -230,6 +234,20 @@ impl DomUJob {
             xl: &[],
             files: None,
             kernel_args: &[],
+            disk: None,
+        }
+    }
+
+    /// Gives the guest the disk image `make` returns as `xvda`, read-only if `read_only`.
+    pub const fn disk(self, make: fn() -> PathBuf, read_only: bool) -> Self {
+        Self { disk: Some((make, read_only, 512)), ..self }
+    }
+
+    /// Gives the disk this logical sector size (512 or 4096) in dom0 and so in the guest.
+    pub const fn sector_size(self, bytes: u32) -> Self {
+        match self.disk {
+            Some((make, read_only, _)) => Self { disk: Some((make, read_only, bytes)), ..self },
+            None => self,
         }
     }
 
@@ -303,6 +321,13 @@ impl DomUJob {
             if let Some(value) = value {
                 entry[key] = value;
             }
+        }
+        if let Some((make, read_only, sector_size)) = self.disk {
+            entry["disk"] = serde_json::json!({
+                "path": make(),
+                "read_only": read_only,
+                "sector_size": sector_size,
+            });
         }
         entry
     }

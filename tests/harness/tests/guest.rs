@@ -51,6 +51,11 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("net_udp", "sockets").args(&["dns", "53", "1"]).xl(net::VIF).timeout(60).driver(net::NSLOOKUP),
     DomUJob::built("tcp_echo", net::tcp_echo_image).args(&["7", "1"]).xl(net::VIF).timeout(60).driver(net::NC_ECHO),
     DomUJob::built("http", net::http_image).args(&["8080", "3"]).xl(net::VIF).timeout(90).driver(net::WGET_EXAMPLE),
+    // Disks (blk.rs; docs/fs.md, "Disks").
+    DomUJob::bin("blk_write", "blk").args(&["write"]).disk(blk::rw_image, false),
+    DomUJob::bin("blk_verify", "blk").args(&["verify"]).disk(blk::rw_image, false),
+    DomUJob::bin("blk_readonly", "blk").args(&["readonly"]).disk(blk::ro_image, true),
+    DomUJob::bin("blk_sector4k", "blk").args(&["sector4k"]).disk(blk::four_k_image, false).sector_size(4096),
 ]);
 
 /// The packed files of the `files` guest, relative to the repository.
@@ -94,6 +99,9 @@ mod xen_services;
 
 #[path = "guest/net.rs"]
 mod net;
+
+#[path = "guest/blk.rs"]
+mod blk;
 
 /// A driver that never ends by itself: dom0 must stop it with the guest.
 const WATCH_FOREVER: &str = "xenstore-watch /local/domain/$DOMID/name\n";

@@ -163,6 +163,7 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
             vcpus: job.vcpus,
             cmdline: job.cmdline.clone(),
             ramdisk: None,
+            disk: None,
             extra_lines: Vec::new(),
         };
         let Some(ramdisk) = &job.ramdisk else {

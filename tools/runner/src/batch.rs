@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::console::{self, Event};
+use crate::disk;
 use crate::demux::{Demux, Finish, Happening, JobOutcome};
 use crate::harness::{self, JobFiles};
 use crate::manifest::{self, Defaults, Job};
@@ -216,6 +217,7 @@ fn prepare_job(job: &Job, index: usize) -> Result<Ready, Box<JobResult>> {
         vcpus: job.vcpus,
         log: job.log,
         name: Some(&name),
+        disk: job.disk.as_ref(),
         xl_lines: &job.xl_lines,
         kernel_args: &job.kernel_args,
         console_input: job.driver.is_some(),
@@ -293,10 +295,21 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
             images.push((&r.prepared.image, run::read_image(&r.prepared.image)?));
         }
     }
+    // One drive per disk image of the boot; each job's disk line names its dom0 device.
+    let (drives, which) = disk::drives(ready.iter().map(|r| r.prepared.disk.as_ref()))?;
     let mut configs = Vec::with_capacity(ready.len());
     for (k, r) in ready.iter().enumerate() {
         let ramdisk = r.prepared.ramdisk.as_ref().map(|_| harness::job_ramdisk(k));
-        let xl = xlcfg::XlConfig { kernel: harness::job_image(k), ramdisk, ..r.prepared.xl.clone() };
+        let disk = match (&r.prepared.disk, which[k]) {
+            (Some(d), Some(drive)) => Some(d.xl_line(&disk::dom0_device(drive)?)),
+            _ => None,
+        };
+        let xl = xlcfg::XlConfig {
+            kernel: harness::job_image(k),
+            ramdisk,
+            disk,
+            ..r.prepared.xl.clone()
+        };
         configs.push(xl.render()?);
     }
     let files: Vec<JobFiles<'_>> = ready
@@ -316,7 +329,7 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
         .map(|r| &jobs[r.index])
         .fold((2, 1), |(mib, cpus), job| (job.memory_mib.max(mib), job.vcpus.max(cpus)));
     let staging = run::staging_dir()?;
-    let cmd = run::domu_command(opts.platform(), &files, machine, staging.path(), &[])?;
+    let cmd = run::domu_command(opts.platform(), &files, machine, &drives, staging.path(), &[])?;
     // The initrd holds them now.
     drop(files);
     drop(images);
@@ -651,6 +664,7 @@ mod tests {
             kernel_args: vec![],
             log: None,
             files: None,
+            disk: None,
         };
         let pid = std::process::id();
         assert_eq!(domain_name(&job("exit 42"), 0), format!("xr-exit_42-{pid}-1"));

@@ -17,6 +17,7 @@ pub mod files;
 pub mod forward;
 pub mod crash;
 pub mod demux;
+pub mod disk;
 pub mod framing;
 pub mod harness;
 pub mod manifest;

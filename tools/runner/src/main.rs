@@ -74,6 +74,10 @@ struct Cli {
     /// [env: XEN_RUNNER_FORWARD, comma-separated]
     #[arg(long = "forward", value_name = "[udp:][ADDR:]HOSTPORT[:GUESTPORT]", conflicts_with = "batch")]
     forward: Vec<Forward>,
+    /// Give the guest this raw disk image as its virtual disk xvda, read-only with :ro
+    /// (docs/fs.md, "Disks"; --mode domu or a Xen host)
+    #[arg(long, value_name = "IMAGE[:ro]", env = "XEN_RUNNER_DISK")]
+    disk: Option<String>,
 
     /// Stop the guest after this many seconds (exit 124) [default: none]
     #[arg(long, value_name = "SECS", env = "XEN_RUNNER_TIMEOUT")]
@@ -219,6 +223,10 @@ impl Cli {
         }
         let forwards = self.forwards()?;
         let timeout = self.timeout()?;
+        let disk = match &self.disk {
+            Some(value) => Some(xen_runner::disk::Disk::parse(value).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let mut command = self.command.into_iter();
         let image = PathBuf::from(command.next().ok_or("no IMAGE given")?);
         Ok(RunOptions {
@@ -229,6 +237,7 @@ impl Cli {
             vcpus: self.vcpus,
             env,
             files,
+            disk,
             timeout,
             verbose: self.verbose,
             print_xl_config: self.print_xl_config,

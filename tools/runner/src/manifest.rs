@@ -25,6 +25,7 @@ use clap::ValueEnum as _;
 use serde::Deserialize;
 
 use crate::cmdline::LogLevel;
+use crate::disk::Disk;
 
 /// One job as the manifest gives it.
 #[derive(Debug, Deserialize)]
@@ -45,6 +46,17 @@ struct Entry {
     files: Option<PathBuf>,
     #[serde(default)]
     kernel_args: Vec<String>,
+    disk: Option<DiskEntry>,
+}
+
+/// A job's `"disk"`: `{ "path": "IMAGE", "read_only": false, "sector_size": 512 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskEntry {
+    path: PathBuf,
+    #[serde(default)]
+    read_only: bool,
+    sector_size: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +107,8 @@ pub struct Job {
     pub files: Option<PathBuf>,
     /// More kernel options, `xen.OPTION=VALUE` each (`--kernel-arg`).
     pub kernel_args: Vec<OsString>,
+    /// The disk image given to the guest as `xvda` (`docs/fs.md`, "Disks").
+    pub disk: Option<Disk>,
 }
 
 /// Why a manifest was refused.
@@ -184,6 +198,18 @@ fn check(entry: &Entry, base: &Path, defaults: &Defaults) -> Result<Job, String>
         log,
         files: entry.files.as_ref().map(|dir| base.join(dir)),
         kernel_args: entry.kernel_args.iter().map(OsString::from).collect(),
+        disk: match &entry.disk {
+            None => None,
+            Some(d) if d.path.as_os_str().is_empty() => return Err("the disk's path is empty".into()),
+            Some(d) => Some(Disk {
+                path: base.join(&d.path),
+                read_only: d.read_only,
+                sector_size: match d.sector_size.unwrap_or(512) {
+                    n @ (512 | 4096) => n,
+                    n => return Err(format!("disk sector_size {n}: give 512 or 4096")),
+                },
+            }),
+        },
     })
 }
 
@@ -216,7 +242,8 @@ mod tests {
                 { "name": "full", "image": "/abs/img", "args": ["a b", ""], "env": ["X=1", "Y"],
                   "memory": 128, "vcpus": 2, "timeout": 2.5, "driver": "echo hi\n",
                   "xl": ["vif = [ \"bridge=xenbr0\" ]"], "log": "debug", "files": "fixtures",
-                  "kernel_args": ["xen.ip=10.99.0.20/24"] },
+                  "kernel_args": ["xen.ip=10.99.0.20/24"],
+                  "disk": { "path": "d.img", "read_only": true, "sector_size": 4096 } },
                 { "name": "plain", "image": "rel/img" }
             ] }"#,
         )
@@ -236,6 +263,7 @@ mod tests {
                 log: Some(LogLevel::Debug),
                 files: Some("/m/fixtures".into()),
                 kernel_args: vec!["xen.ip=10.99.0.20/24".into()],
+                disk: Some(Disk { path: "/m/d.img".into(), read_only: true, sector_size: 4096 }),
             }
         );
         let plain = &jobs[1];
@@ -245,6 +273,7 @@ mod tests {
         assert_eq!(plain.timeout, Some(Duration::from_secs(300)));
         assert!(plain.args.is_empty() && plain.driver.is_none() && plain.xl_lines.is_empty());
         assert_eq!(plain.files, None);
+        assert_eq!(plain.disk, None);
     }
 
     #[test]
@@ -291,6 +320,11 @@ mod tests {
                 r#"{"jobs": [{"name": "k", "image": "i", "kernel_args": ["xen.seed=1"]}]}"#,
                 "cannot pass kernel option \"xen.seed=1\": the runner sets",
             ),
+            (
+                r#"{"jobs": [{"name": "d", "image": "i", "disk": {"path": "x", "sector_size": 1024}}]}"#,
+                "disk sector_size 1024: give 512 or 4096",
+            ),
+            (r#"{"jobs": [{"name": "d", "image": "i", "disk": {"path": ""}}]}"#, "disk's path is empty"),
         ];
         for (text, want) in cases {
             let got = error(text);

@@ -37,6 +37,8 @@ pub struct Machine {
     /// QEMU `hostfwd=` rules; when there are any, dom0 gets an emulated NIC (an e1000 on
     /// QEMU's user network, which reaches nothing but the host's forwarded ports).
     pub host_forwards: Vec<String>,
+    /// Disk images, as virtio-blk drives of the machine (dom0's `/dev/vda`, ...).
+    pub drives: Vec<crate::disk::Drive>,
 }
 
 impl Machine {
@@ -98,6 +100,7 @@ impl Machine {
         args.push(self.xen_cmdline.clone().into());
         args.push("-initrd".into());
         args.push(initrd.into());
+        args.extend(crate::disk::qemu_args(&self.drives)?);
         Ok(args)
     }
 }
@@ -142,6 +145,7 @@ pub fn dom0_machine(
         cpus: vcpus,
         modules: vec![(image.to_owned(), cmdline.to_owned())],
         host_forwards: Vec::new(),
+        drives: Vec::new(),
     }
 }
 
@@ -183,6 +187,7 @@ pub fn domu_machine(
             (dom0.initrd.to_owned(), String::new()),
         ],
         host_forwards: Vec::new(),
+        drives: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::cmdline::{self, GuestCommandLine, LogLevel};
 use crate::console::{Console, Event};
 use crate::crash::{CrashReport, NoSymbols, Symbolize};
+use crate::disk::{self, Disk, Drive};
 use crate::session::{End, Session};
 use crate::status::{self, GuestExit};
 use crate::symbolize::ImageSymbols;
@@ -56,6 +57,8 @@ pub struct RunOptions {
     pub env: Vec<OsString>,
     /// The folder to pack as the guest's files (`docs/fs.md`).
     pub files: Option<PathBuf>,
+    /// The disk image given to the guest (`--disk`).
+    pub disk: Option<Disk>,
     /// How long the guest may run.
     pub timeout: Option<Duration>,
     /// Show Xen's console and all kernel logs on stderr.
@@ -156,6 +159,7 @@ impl RunOptions {
             vcpus: self.vcpus,
             log: self.log,
             name: None,
+            disk: self.disk.as_ref(),
             xl_lines,
             kernel_args,
             // The runner forwards no input: its own stdin is the user's, not the guest's.
@@ -183,6 +187,8 @@ pub struct Guest<'a> {
     pub log: Option<LogLevel>,
     /// The xl domain's name; `None` makes one from the image's name and the runner's pid.
     pub name: Option<&'a str>,
+    /// The disk image given to the guest as `xvda` (`docs/fs.md`, "Disks").
+    pub disk: Option<&'a Disk>,
     /// Lines added to the end of the xl config.
     pub xl_lines: &'a [String],
     /// More kernel options, `xen.OPTION=VALUE` each.
@@ -203,6 +209,9 @@ pub struct Prepared {
     pub xl: XlConfig,
     /// The packed files' archive, for the guest's ramdisk.
     pub ramdisk: Option<Vec<u8>>,
+    /// The disk, checked (its path absolute); in `--mode domu` the xl config's `disk` line is
+    /// set when the boot's drives are known.
+    pub disk: Option<Disk>,
 }
 
 /// How a run is to be judged once it ended.
@@ -229,7 +238,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         Ok(prepared) => prepared,
         Err(status) => return Ok(status),
     };
-    let Prepared { image, cmdline, mut xl, ramdisk } = prepared;
+    let Prepared { image, cmdline, mut xl, ramdisk, disk } = prepared;
     let staging = staging_dir()?;
     let ramdisk_file = match &ramdisk {
         Some(archive) => Some(write_ramdisk(archive, &image, mode, opts.print_xl_config, staging.path())?),
@@ -262,7 +271,9 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
                 forward: (!forward.is_empty()).then_some(forward.as_str()),
             };
             let machine = (opts.memory_mib, opts.vcpus);
-            let cmd = domu_command(opts.platform(), &[job], machine, staging.path(), &opts.forwards)?;
+            let (drives, _) = disk::drives(std::iter::once(disk.as_ref()))?;
+            let cmd =
+                domu_command(opts.platform(), &[job], machine, &drives, staging.path(), &opts.forwards)?;
             if opts.verbose {
                 for f in &opts.forwards {
                     eprintln!(
@@ -328,12 +339,26 @@ pub fn prepare(
         Some(dir) => Some(pack_files(dir, guest.memory_mib, err)?),
         None => None,
     };
+    let disk = match guest.disk {
+        Some(_) if mode == Mode::Dom0 => {
+            bail!("a disk needs a dom0 with blkback: give --mode domu (or run on a Xen host)")
+        }
+        Some(disk) => Some(disk.checked()?),
+        None => None,
+    };
     let mut xl = xl_config(guest, &image, &cmdline, mode);
     if ramdisk.is_some() {
         xl.ramdisk = Some(harness::JOB_RAMDISK.to_owned());
     }
+    if let Some(disk) = &disk {
+        // On a Xen host blkback opens the image file; in the harness, dom0's device of it.
+        xl.disk = Some(match mode {
+            Mode::Xl => disk.xl_line(&disk.path.to_string_lossy()),
+            _ => disk.xl_line(&disk::dom0_device(0)?),
+        });
+    }
     xl.render()?;
-    Ok(Ok(Prepared { image, cmdline, xl, ramdisk }))
+    Ok(Ok(Prepared { image, cmdline, xl, ramdisk, disk }))
 }
 
 /// Packs the folder `dir` for a guest of `memory_mib`; the archive stays in the guest's memory,
@@ -503,6 +528,7 @@ fn xl_config(guest: &Guest<'_>, image: &Path, cmdline: &str, mode: Mode) -> XlCo
         vcpus: guest.vcpus,
         cmdline: cmdline.to_owned(),
         ramdisk: None,
+        disk: None,
         extra_lines: guest.xl_lines.to_vec(),
     }
 }
@@ -577,6 +603,7 @@ pub fn domu_command(
     platform: Platform<'_>,
     jobs: &[harness::JobFiles<'_>],
     (guest_mib, vcpus): (u32, u32),
+    drives: &[Drive],
     staging: &Path,
     forwards: &[Forward],
 ) -> Result<Command> {
@@ -595,6 +622,7 @@ pub fn domu_command(
     let mut machine =
         qemu::domu_machine(platform.qemu, &xen, platform.xen_args, &dom0, guest_mib, vcpus);
     machine.host_forwards = forwards.iter().map(Forward::hostfwd).collect();
+    machine.drives = drives.to_vec();
     let mut cmd = Command::new(&machine.qemu);
     cmd.args(machine.args()?);
     Ok(cmd)

@@ -17,6 +17,8 @@ pub struct XlConfig {
     pub cmdline: String,
     /// The packed files' archive as the toolstack sees it (`ramdisk`), when there are any.
     pub ramdisk: Option<String>,
+    /// The `disk = [...]` line, when the guest has a disk (`docs/fs.md`, "Disks").
+    pub disk: Option<String>,
     /// More lines, added at the end as they are (a later setting wins in xl).
     pub extra_lines: Vec<String>,
 }
@@ -70,7 +72,7 @@ impl XlConfig {
         if let Some(ramdisk) = &self.ramdisk {
             config.push_str(&format!("ramdisk = {}\n", quote("ramdisk", ramdisk)?));
         }
-        for line in &self.extra_lines {
+        for line in self.disk.iter().chain(&self.extra_lines) {
             if line.chars().any(char::is_control) {
                 return Err(BadConfigValue { key: "extra lines", value: line.clone() });
             }
@@ -122,6 +124,7 @@ mod tests {
             vcpus: 2,
             cmdline: "xen.console=framed A=%20 -- hello x".into(),
             ramdisk: None,
+            disk: None,
             extra_lines: Vec::new(),
         }
     }

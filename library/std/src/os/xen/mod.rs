@@ -1,5 +1,5 @@
 //! Xen-specific extensions: byte-string `OsStr`s, and the Xen services a program can use
-//! directly (xenstore, event channels, the domain's identity and lifecycle, raw network frames).
+//! directly (xenstore, event channels, the domain's identity and lifecycle, raw network frames, the sectors of virtual disks).
 //!
 //! The work is done by the kernel linked into every image; these modules are thin, safe
 //! wrappers over its calls (the project's `docs/abi.md`), returning `io::Error`s with the
@@ -8,6 +8,7 @@
 #![stable(feature = "rust1", since = "1.0.0")]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod blk;
 pub mod domain;
 pub mod evtchn;
 pub mod ffi;

@@ -6,7 +6,7 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 6;
+pub const XK_ABI_VERSION: u32 = 7;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
@@ -39,6 +39,23 @@ pub struct XkSockAddr {
     pub addr: [u8; 16],
     pub scope_id: u32,
 }
+
+/// What `xk_blk_open` fills in (`docs/abi.md`, "Block devices").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XkBlkInfo {
+    /// The disk's size in 512-byte units.
+    pub sectors: u64,
+    /// The logical sector size.
+    pub sector_size: u32,
+    /// `BLK_READ_ONLY`, `BLK_FLUSH`.
+    pub flags: u32,
+}
+
+/// `XkBlkInfo::flags`: writes are refused.
+pub const BLK_READ_ONLY: u32 = 1;
+/// `XkBlkInfo::flags`: the backend offers a cache flush or barrier.
+pub const BLK_FLUSH: u32 = 2;
 
 unsafe extern "C" {
     pub safe fn xk_abi_version() -> u32;
@@ -131,9 +148,15 @@ unsafe extern "C" {
         deadline_ns: u64,
     ) -> isize;
     pub fn xk_sock_lookup(name: *const u8, len: usize, out: *mut XkSockAddr, cap: usize, deadline_ns: u64) -> isize;
+    pub fn xk_blk_open(name: *const u8, len: usize, read_only: u32, info: *mut XkBlkInfo) -> i64;
+    pub fn xk_blk_read(handle: u64, offset: u64, buf: *mut u8, len: usize) -> isize;
+    pub fn xk_blk_write(handle: u64, offset: u64, buf: *const u8, len: usize) -> isize;
+    pub safe fn xk_blk_flush(handle: u64) -> isize;
+    pub safe fn xk_blk_close(handle: u64) -> isize;
 }
 
 const _: () = assert!(size_of::<XkSockAddr>() == 28);
+const _: () = assert!(size_of::<XkBlkInfo>() == 16);
 
 const _: () = assert!(size_of::<XkStat>() == 48);
 
