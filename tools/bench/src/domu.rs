@@ -46,6 +46,9 @@ pub struct Job {
     pub vcpus: u32,
     /// Longest the job may take from BEGIN to END, in seconds, before it counts as stalled.
     pub timeout: f64,
+    /// The guest's virtual disk `xvda`, a drive of QEMU's machine that dom0 hands to blkback
+    /// (as the runner's `--disk` does).
+    pub disk: Option<xen_runner::disk::Disk>,
 }
 
 /// What became of one job.
@@ -153,6 +156,7 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
     let read =
         |file: &PathBuf| std::fs::read(file).with_context(|| format!("reading {}", file.display()));
     let mut linux: Vec<(&PathBuf, &PathBuf)> = Vec::new();
+    let (drives, which) = xen_runner::disk::drives(jobs.iter().map(|j| j.disk.as_ref()))?;
     for (k, job) in jobs.iter().enumerate() {
         let number = format!("{:03}", k + 1);
         cpio.dir(&format!("jobs/{number}"), 0o755)?;
@@ -163,7 +167,12 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
             vcpus: job.vcpus,
             cmdline: job.cmdline.clone(),
             ramdisk: None,
-            disk: None,
+            disk: match (&job.disk, which[k]) {
+                (Some(disk), Some(drive)) => {
+                    Some(disk.xl_line(&xen_runner::disk::dom0_device(drive)?))
+                }
+                _ => None,
+            },
             extra_lines: Vec::new(),
         };
         let Some(ramdisk) = &job.ramdisk else {
@@ -198,7 +207,8 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
     };
     let guest_mib = jobs.iter().map(|j| j.memory_mib).max().unwrap_or(64);
     let cpus = jobs.iter().map(|j| j.vcpus).max().unwrap_or(1);
-    let machine = qemu::domu_machine(&bench.qemu, &build.xen, "", &dom0, guest_mib, cpus);
+    let mut machine = qemu::domu_machine(&bench.qemu, &build.xen, "", &dom0, guest_mib, cpus);
+    machine.drives = drives;
     let args = machine.args()?;
     eprintln!("bench: booting the Linux dom0 with {} guest jobs", jobs.len());
     let mut qemu = Qemu::spawn(

@@ -1,10 +1,12 @@
 //! `xen-bench`: the figures of the issues' benchmarks, each with its target and
 //! how far it is from it: start-up and size of `examples/hello`, side by side
 //! with `ci/minimal-guest` measured in the same run, and std's threads and
-//! locks on Xen, side by side with the same program in a Linux domU.
+//! locks on Xen, side by side with the same program in a Linux domU, and the throughput of
+//! a virtual disk, the same way.
 //! `./bench` at the repository root builds and runs it; `docs/bench.md` says
 //! what is measured and how.
 
+mod disk;
 mod dom0;
 mod domu;
 mod images;
@@ -50,6 +52,8 @@ enum Part {
     Startup,
     /// Thread spawn and join, Mutex, Condvar round trip and sleep overshoot, Xen vs Linux domU.
     Threads,
+    /// Sequential write and read throughput of a virtual disk, Xen vs Linux domU.
+    Disk,
 }
 
 /// Measures examples/hello against the targets, with ci/minimal-guest alongside, and
@@ -75,6 +79,12 @@ struct Args {
     /// vCPUs of both guests of the thread benchmark (QEMU gets as many CPUs).
     #[arg(long, default_value_t = 1, value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
     thread_vcpus: u32,
+    /// Rounds of the disk benchmark (each: the Xen guest and the Linux guest, once).
+    #[arg(long, default_value_t = 3, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    disk_rounds: usize,
+    /// MiB each disk benchmark run writes, then reads.
+    #[arg(long, default_value_t = 256, value_parser = RangedU64ValueParser::<u32>::new().range(1..=4096))]
+    disk_mib: u32,
     /// Keep the timed console logs of every QEMU run in this directory.
     #[arg(long)]
     keep_logs: Option<PathBuf>,
@@ -155,6 +165,20 @@ fn run(args: &Args) -> Result<bool> {
             notes: args.note.clone(),
         };
         let (text, done) = threads::run(&bench, &options)?;
+        print!("{text}");
+        complete &= done;
+    }
+    if all || args.parts.contains(&Part::Disk) {
+        if all || args.parts.iter().any(|p| *p != Part::Disk) {
+            println!();
+        }
+        let options = disk::Options {
+            rounds: args.disk_rounds,
+            mib: args.disk_mib,
+            cargo: args.cargo.clone(),
+            notes: args.note.clone(),
+        };
+        let (text, done) = disk::run(&bench, &options)?;
         print!("{text}");
         complete &= done;
     }
@@ -332,6 +356,7 @@ fn job(image: &Image, memory_mib: u32) -> Result<Job> {
         memory_mib,
         vcpus: 1,
         timeout: domu::JOB_TIMEOUT,
+        disk: None,
     })
 }
 

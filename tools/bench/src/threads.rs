@@ -115,6 +115,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     memory_mib: MEMORY_MIB,
                     vcpus: options.vcpus,
                     timeout: TIMEOUTS[0],
+                    disk: None,
                 }
             } else {
                 Job {
@@ -125,6 +126,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     memory_mib: MEMORY_MIB,
                     vcpus: options.vcpus,
                     timeout: TIMEOUTS[1],
+                    disk: None,
                 }
             });
         }
@@ -220,7 +222,7 @@ fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
     })
 }
 
-fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
+pub(crate) fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
     let status = cmd
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -234,7 +236,7 @@ fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
 
 /// Tells whether a 64-bit little-endian ELF file has a `PT_INTERP` program header (needs a
 /// dynamic loader).
-fn has_interpreter(elf: &[u8]) -> bool {
+pub(crate) fn has_interpreter(elf: &[u8]) -> bool {
     let word = |at: u64, len: usize| {
         let at = usize::try_from(at).ok()?;
         let bytes = elf.get(at..at.checked_add(len)?)?;
@@ -248,7 +250,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 /// The release in a kernel's `Linux version 6.1.0-57-amd64 (...)` banner.
-fn linux_release(kernel: &[u8]) -> Option<String> {
+pub(crate) fn linux_release(kernel: &[u8]) -> Option<String> {
     const BANNER: &[u8] = b"Linux version ";
     let at = kernel.windows(BANNER.len()).position(|w| w == BANNER)? + BANNER.len();
     let rest = &kernel[at..kernel.len().min(at + 64)];
@@ -546,7 +548,7 @@ impl Report<'_> {
 }
 
 /// Rows of cells as columns two spaces apart, the last one unpadded.
-fn table(rows: &[[String; 5]]) -> String {
+pub(crate) fn table(rows: &[[String; 5]]) -> String {
     let width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..4).map(width).collect();
     let mut out = String::new();
@@ -592,13 +594,13 @@ fn times(s: Option<Summary>) -> String {
     })
 }
 
-fn seconds(s: Option<Summary>) -> String {
+pub(crate) fn seconds(s: Option<Summary>) -> String {
     s.map_or("no data".into(), |s| {
         format!("min {:.1}, median {:.1}, max {:.1} (n={})", s.min, s.median, s.max, s.n)
     })
 }
 
-fn ratios(s: Option<Summary>) -> String {
+pub(crate) fn ratios(s: Option<Summary>) -> String {
     s.map_or("no data".into(), |s| {
         format!("min {:.2}, median {:.2}, max {:.2} (n={})", s.min, s.median, s.max, s.n)
     })
