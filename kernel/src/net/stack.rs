@@ -957,7 +957,13 @@ pub fn shutdown(h: u64, how: u32) -> Result<(), i32> {
             s.close();
         }
         Ok(())
-    })
+    })?;
+    // A read shutdown changes no smoltcp state, so `with` saw nothing to wake for; a reader
+    // blocked on this connection must now return 0 (std's `close_read_wakes_up`).
+    if how == 0 || how == 2 {
+        wake_all();
+    }
+    Ok(())
 }
 
 /// Closes socket `h`; a connection says goodbye in the background (`abort`: at once, RST).

@@ -197,8 +197,16 @@ impl TcpStream {
         self.recv(buf, 0)
     }
 
-    pub fn read_buf(&self, cursor: BorrowedCursor<'_>) -> io::Result<()> {
-        crate::io::default_read_buf(|b| self.read(b), cursor)
+    pub fn read_buf(&self, mut cursor: BorrowedCursor<'_>) -> io::Result<()> {
+        let deadline = self.timing.deadline(&self.timing.read);
+        // SAFETY: the kernel only writes to the cursor's unfilled part, at most its capacity,
+        // and never reads it; nothing uninitialised is read here.
+        let n = cvt_n(unsafe {
+            abi::xk_sock_recv(self.handle.0, cursor.as_mut().as_mut_ptr().cast(), cursor.capacity(), 0, deadline)
+        })?;
+        // SAFETY: the kernel wrote (initialised) the first `n` bytes.
+        unsafe { cursor.advance(n) };
+        Ok(())
     }
 
     pub fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
