@@ -184,8 +184,18 @@ impl CmdLine {
                     _ => return Err(Error::BadValue(offset)),
                 }
             }
-            b"ip" => self.net.ip = Some(parse_cidr(value, 32, |t| t.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets())).ok_or(Error::BadValue(offset))?),
-            b"ip6" => self.net.ip6 = Some(parse_cidr(value, 128, |t| t.parse::<core::net::Ipv6Addr>().ok().map(|a| a.octets())).ok_or(Error::BadValue(offset))?),
+            b"ip" => {
+                self.net.ip = Some(
+                    parse_cidr(value, 32, |t| t.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets()))
+                        .ok_or(Error::BadValue(offset))?,
+                )
+            }
+            b"ip6" => {
+                self.net.ip6 = Some(
+                    parse_cidr(value, 128, |t| t.parse::<core::net::Ipv6Addr>().ok().map(|a| a.octets()))
+                        .ok_or(Error::BadValue(offset))?,
+                )
+            }
             b"gw" => self.net.gw = Some(parse_v4(value).ok_or(Error::BadValue(offset))?),
             b"dns" => self.net.dns = Some(parse_v4(value).ok_or(Error::BadValue(offset))?),
             _ => return Err(Error::UnknownOption(offset)),
@@ -369,7 +379,15 @@ mod tests {
         let d = parsed("xen.ip=10.0.0.2/8 xen.net=dhcp").unwrap();
         assert!(d.net.dhcp && !d.net.off);
         assert_eq!(parsed("").unwrap().net, NetConfig::default());
-        for bad in ["xen.ip=10.99.0.20", "xen.ip=10.99.0.20/33", "xen.ip=10.99.0/24", "xen.gw=fd00::1", "xen.ip6=fd00::1/129", "xen.net=maybe", "xen.dns=x"] {
+        for bad in [
+            "xen.ip=10.99.0.20",
+            "xen.ip=10.99.0.20/33",
+            "xen.ip=10.99.0/24",
+            "xen.gw=fd00::1",
+            "xen.ip6=fd00::1/129",
+            "xen.net=maybe",
+            "xen.dns=x",
+        ] {
             assert_eq!(parsed(bad).err(), Some(Error::BadValue(0)), "{bad}");
         }
     }

@@ -57,18 +57,29 @@ fn serve(stream: TcpStream, answered: &AtomicUsize) -> std::io::Result<()> {
         }
         let connection = if close { "close" } else { "keep-alive" };
         if method != "GET" {
-            write!(out, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n")?;
+            write!(
+                out,
+                "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n"
+            )?;
         } else if target == "/" {
             write!(
                 out,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{PAGE}",
                 PAGE.len()
             )?;
-        } else if let Some(n) = target.strip_prefix("/big?bytes=").and_then(|n| n.parse::<usize>().ok()) {
-            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\nConnection: {connection}\r\n\r\n")?;
+        } else if let Some(n) =
+            target.strip_prefix("/big?bytes=").and_then(|n| n.parse::<usize>().ok())
+        {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {n}\r\nConnection: {connection}\r\n\r\n"
+            )?;
             write_big(&mut out, n)?;
         } else {
-            write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n")?;
+            write!(
+                out,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n"
+            )?;
         }
         out.flush()?;
         answered.fetch_add(1, Ordering::SeqCst);

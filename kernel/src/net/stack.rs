@@ -181,7 +181,8 @@ impl Device for VifDev {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<VifTx<'_>> {
-        (!self.broken && netfront::stack_can_send(self.index)).then_some(VifTx { index: self.index, broken: &mut self.broken })
+        (!self.broken && netfront::stack_can_send(self.index))
+            .then_some(VifTx { index: self.index, broken: &mut self.broken })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -592,7 +593,11 @@ impl Net {
         match addr {
             None => Ok(if self.vif.is_some() { vec![LO, VIF] } else { vec![LO] }),
             Some(a) if is_loopback(&a) => {
-                if self.lo.iface.has_ip_addr(a) { Ok(vec![LO]) } else { Err(EADDRNOTAVAIL) }
+                if self.lo.iface.has_ip_addr(a) {
+                    Ok(vec![LO])
+                } else {
+                    Err(EADDRNOTAVAIL)
+                }
             }
             Some(a) => match &self.vif {
                 Some(v) if v.iface.has_ip_addr(a) => Ok(vec![VIF]),
@@ -641,12 +646,19 @@ impl Net {
     }
 
     fn new_tcp() -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUF]), tcp::SocketBuffer::new(vec![0; TCP_BUF]));
+        let mut s =
+            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUF]), tcp::SocketBuffer::new(vec![0; TCP_BUF]));
         s.set_nagle_enabled(true);
         s
     }
 
-    fn new_listening(&mut self, at: usize, addr: Option<IpAddress>, port: u16, hop: Option<u8>) -> Result<SocketHandle, i32> {
+    fn new_listening(
+        &mut self,
+        at: usize,
+        addr: Option<IpAddress>,
+        port: u16,
+        hop: Option<u8>,
+    ) -> Result<SocketHandle, i32> {
         let mut s = Self::new_tcp();
         s.set_hop_limit(hop);
         s.listen(IpListenEndpoint { addr, port }).map_err(|_| EINVAL)?;
@@ -983,7 +995,8 @@ pub fn close(h: u64, abort: bool) -> i32 {
                     net.tcp_ports.remove(&t.port);
                 }
                 let s = net.tcp(t.at, t.h);
-                if abort || t.reset {
+                // As Linux: closing with unread data resets the connection.
+                if abort || t.reset || s.recv_queue() > 0 {
                     s.abort();
                 } else {
                     s.close();
@@ -1251,34 +1264,39 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
     let name = core::str::from_utf8(name).map_err(|_| EINVAL)?;
     // Wait a while for DHCP to name a server.
     let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
-    let _ = block(until, ENOENT, |net| {
-        if net.dns.is_some() || net.dhcp.is_none() { Step::Done(Ok(())) } else { Step::Wait }
-    });
+    let _ = block(
+        until,
+        ENOENT,
+        |net| {
+            if net.dns.is_some() || net.dhcp.is_none() { Step::Done(Ok(())) } else { Step::Wait }
+        },
+    );
     let query = with(|net| -> Result<(usize, SocketHandle, dns::QueryHandle), i32> {
         let (at, dh) = net.dns.ok_or(ENOENT)?;
         let (iface, set) = net.parts(at).ok_or(ENOENT)?;
-        let q = set.get_mut::<dns::Socket>(dh).start_query(iface.context(), name, smoltcp::wire::DnsQueryType::A).map_err(|e| {
-            debug!("net: dns query for {name:?} not started: {e:?}");
-            ENOENT
-        })?;
+        let q = set
+            .get_mut::<dns::Socket>(dh)
+            .start_query(iface.context(), name, smoltcp::wire::DnsQueryType::A)
+            .map_err(|e| {
+                debug!("net: dns query for {name:?} not started: {e:?}");
+                ENOENT
+            })?;
         Ok((at, dh, q))
     })?;
     let (at, dh, query) = query;
-    let r = block(deadline, ETIMEDOUT, |net| {
-        match net.set(at).get_mut::<dns::Socket>(dh).get_query_result(query) {
-            Ok(addrs) => {
-                let mut n = 0;
-                for a in addrs.iter() {
-                    if n < out.len() {
-                        out[n] = XkSockAddr::from_endpoint(Some(*a), 0, false);
-                        n += 1;
-                    }
+    let r = block(deadline, ETIMEDOUT, |net| match net.set(at).get_mut::<dns::Socket>(dh).get_query_result(query) {
+        Ok(addrs) => {
+            let mut n = 0;
+            for a in addrs.iter() {
+                if n < out.len() {
+                    out[n] = XkSockAddr::from_endpoint(Some(*a), 0, false);
+                    n += 1;
                 }
-                Step::Done(Ok(n))
             }
-            Err(dns::GetQueryResultError::Pending) => Step::Wait,
-            Err(dns::GetQueryResultError::Failed) => Step::Done(Err(ENOENT)),
+            Step::Done(Ok(n))
         }
+        Err(dns::GetQueryResultError::Pending) => Step::Wait,
+        Err(dns::GetQueryResultError::Failed) => Step::Done(Err(ENOENT)),
     });
     if r == Err(ETIMEDOUT) {
         // Still pending (a finished query is gone once its result was taken).

@@ -6,7 +6,6 @@
 //! (0) does not wait (`-EAGAIN`, or `-ETIMEDOUT` for connect).
 
 use super::fs::{user, user_mut};
-#[cfg(target_os = "none")]
 use crate::net::stack::{self, XkSockAddr};
 
 const EFAULT: isize = -14;
@@ -16,7 +15,6 @@ const EFAULT: isize = -14;
 /// # Safety
 ///
 /// `ptr` is valid for reads of an `XkSockAddr` when not null.
-#[cfg(target_os = "none")]
 unsafe fn addr_in(ptr: *const XkSockAddr) -> Result<XkSockAddr, isize> {
     // SAFETY: the caller vouches for the pointer; the range is checked.
     let bytes = unsafe { user(ptr as *const u8, size_of::<XkSockAddr>()) }.map_err(|_| EFAULT)?;
@@ -32,7 +30,6 @@ unsafe fn addr_in(ptr: *const XkSockAddr) -> Result<XkSockAddr, isize> {
 /// # Safety
 ///
 /// `ptr` is valid for writes of an `XkSockAddr` when not null.
-#[cfg(target_os = "none")]
 unsafe fn addr_out(ptr: *mut XkSockAddr, addr: XkSockAddr) -> Result<(), isize> {
     if ptr.is_null() {
         return Ok(());
@@ -44,7 +41,6 @@ unsafe fn addr_out(ptr: *mut XkSockAddr, addr: XkSockAddr) -> Result<(), isize> 
     Ok(())
 }
 
-#[cfg(target_os = "none")]
 fn ret<T: Into<i64>>(r: Result<T, i32>) -> i64 {
     match r {
         Ok(v) => v.into(),
@@ -52,7 +48,6 @@ fn ret<T: Into<i64>>(r: Result<T, i32>) -> i64 {
     }
 }
 
-#[cfg(target_os = "none")]
 fn retn(r: Result<usize, i32>) -> isize {
     match r {
         Ok(n) => n as isize,
@@ -65,7 +60,6 @@ fn retn(r: Result<usize, i32>) -> isize {
 /// # Safety
 ///
 /// `addr` is valid for reads of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_tcp_connect(addr: *const XkSockAddr, deadline_ns: u64) -> i64 {
     // SAFETY: the caller vouches for `addr`.
@@ -81,7 +75,6 @@ pub unsafe extern "C" fn xk_sock_tcp_connect(addr: *const XkSockAddr, deadline_n
 /// # Safety
 ///
 /// `addr` is valid for reads of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_tcp_listen(addr: *const XkSockAddr, backlog: u32) -> i64 {
     // SAFETY: the caller vouches for `addr`.
@@ -97,7 +90,6 @@ pub unsafe extern "C" fn xk_sock_tcp_listen(addr: *const XkSockAddr, backlog: u3
 /// # Safety
 ///
 /// `peer` is null or valid for writes of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_tcp_accept(handle: u64, peer: *mut XkSockAddr, deadline_ns: u64) -> i64 {
     match stack::tcp_accept(handle, deadline_ns) {
@@ -118,7 +110,6 @@ pub unsafe extern "C" fn xk_sock_tcp_accept(handle: u64, peer: *mut XkSockAddr, 
 /// # Safety
 ///
 /// `buf` is valid for writes of `len` bytes.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_recv(handle: u64, buf: *mut u8, len: usize, flags: u32, deadline_ns: u64) -> isize {
     // SAFETY: the caller vouches for `buf`; the range is checked.
@@ -131,7 +122,6 @@ pub unsafe extern "C" fn xk_sock_recv(handle: u64, buf: *mut u8, len: usize, fla
 /// # Safety
 ///
 /// `buf` is valid for reads of `len` bytes.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_send(handle: u64, buf: *const u8, len: usize, deadline_ns: u64) -> isize {
     // SAFETY: the caller vouches for `buf`; the range is checked.
@@ -143,7 +133,6 @@ pub unsafe extern "C" fn xk_sock_send(handle: u64, buf: *const u8, len: usize, d
 }
 
 /// Shuts down reading (0), writing (1) or both (2).
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_shutdown(handle: u64, how: u32) -> isize {
     retn(stack::shutdown(handle, how).map(|()| 0))
@@ -151,14 +140,12 @@ pub extern "C" fn xk_sock_shutdown(handle: u64, how: u32) -> isize {
 
 /// Another holder of socket `handle` (the same handle back; the socket closes when every
 /// holder closed it).
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_dup(handle: u64) -> i64 {
     ret(stack::dup(handle))
 }
 
 /// Closes socket `handle`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_close(handle: u64) -> isize {
     stack::close(handle, false) as isize
@@ -169,7 +156,6 @@ pub extern "C" fn xk_sock_close(handle: u64) -> isize {
 /// # Safety
 ///
 /// `out` is valid for writes of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_addr(handle: u64, which: u32, out: *mut XkSockAddr) -> isize {
     if out.is_null() {
@@ -186,14 +172,12 @@ pub unsafe extern "C" fn xk_sock_addr(handle: u64, which: u32, out: *mut XkSockA
 }
 
 /// Sets option `opt` (1 no-delay, 2 TTL) of `handle`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_set_opt(handle: u64, opt: u32, value: u64) -> isize {
     retn(stack::set_opt(handle, opt, value).map(|()| 0))
 }
 
 /// Reads option `opt` (1 no-delay, 2 TTL, 3 the pending error, taken) of `handle`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_get_opt(handle: u64, opt: u32) -> i64 {
     match stack::get_opt(handle, opt) {
@@ -207,7 +191,6 @@ pub extern "C" fn xk_sock_get_opt(handle: u64, opt: u32) -> i64 {
 /// # Safety
 ///
 /// `addr` is valid for reads of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_udp_bind(addr: *const XkSockAddr) -> i64 {
     // SAFETY: the caller vouches for `addr`.
@@ -223,7 +206,6 @@ pub unsafe extern "C" fn xk_sock_udp_bind(addr: *const XkSockAddr) -> i64 {
 /// # Safety
 ///
 /// `addr` is valid for reads of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_udp_connect(handle: u64, addr: *const XkSockAddr) -> isize {
     // SAFETY: the caller vouches for `addr`.
@@ -239,7 +221,6 @@ pub unsafe extern "C" fn xk_sock_udp_connect(handle: u64, addr: *const XkSockAdd
 /// # Safety
 ///
 /// `buf` is valid for reads of `len` bytes, `addr` for reads of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_udp_send_to(
     handle: u64,
@@ -261,7 +242,6 @@ pub unsafe extern "C" fn xk_sock_udp_send_to(
 /// # Safety
 ///
 /// `buf` is valid for writes of `len` bytes, `from` null or for writes of an `XkSockAddr`.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xk_sock_udp_recv_from(
     handle: u64,
@@ -289,9 +269,14 @@ pub unsafe extern "C" fn xk_sock_udp_recv_from(
 /// # Safety
 ///
 /// `name` is valid for reads of `len` bytes, `out` for writes of `cap` `XkSockAddr`s.
-#[cfg(target_os = "none")]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn xk_sock_lookup(name: *const u8, len: usize, out: *mut XkSockAddr, cap: usize, deadline_ns: u64) -> isize {
+pub unsafe extern "C" fn xk_sock_lookup(
+    name: *const u8,
+    len: usize,
+    out: *mut XkSockAddr,
+    cap: usize,
+    deadline_ns: u64,
+) -> isize {
     // SAFETY: the caller vouches for `name`; the range is checked.
     let Ok(name) = (unsafe { user(name, len) }) else { return EFAULT };
     let Some(bytes) = cap.checked_mul(size_of::<XkSockAddr>()) else { return EFAULT };

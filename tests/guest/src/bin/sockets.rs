@@ -95,7 +95,8 @@ fn loopback() {
     let len = 200_000;
     let server = serve_echo(listener, clients);
     let start = Instant::now();
-    let workers: Vec<_> = (0..clients).map(|_| thread::spawn(move || round_trip(addr, len))).collect();
+    let workers: Vec<_> =
+        (0..clients).map(|_| thread::spawn(move || round_trip(addr, len))).collect();
     let ok = workers.into_iter().map(|w| w.join().unwrap()).filter(|&ok| ok).count();
     server.join().unwrap();
     println!("tcp echo {ok} of {clients} clients x {len} bytes intact");
@@ -149,7 +150,10 @@ fn loopback() {
     l.set_nonblocking(false).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut s, peer) = l.accept().unwrap();
-    println!("addrs agree {}", peer == c.local_addr().unwrap() && s.local_addr().unwrap() == c.peer_addr().unwrap());
+    println!(
+        "addrs agree {}",
+        peer == c.local_addr().unwrap() && s.local_addr().unwrap() == c.peer_addr().unwrap()
+    );
     let mut buf = [0u8; 64];
     c.set_nonblocking(true).unwrap();
     println!("read nonblocking: {}", kind(c.read(&mut buf)));
@@ -157,7 +161,11 @@ fn loopback() {
     c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let t = Instant::now();
     let r = c.read(&mut buf);
-    println!("read timeout: {} after >= 300 ms {}", kind(r), t.elapsed() >= Duration::from_millis(300));
+    println!(
+        "read timeout: {} after >= 300 ms {}",
+        kind(r),
+        t.elapsed() >= Duration::from_millis(300)
+    );
     println!("zero timeout: {}", kind(c.set_read_timeout(Some(Duration::ZERO))));
     println!("timeout read back {:?}", c.read_timeout().unwrap());
     c.set_read_timeout(None).unwrap();
@@ -170,7 +178,11 @@ fn loopback() {
     let peeked = buf[..n].to_vec();
     let mut all = [0u8; 7];
     c.read_exact(&mut all).unwrap();
-    println!("peek {:?} read {:?}", String::from_utf8_lossy(&peeked), String::from_utf8_lossy(&all));
+    println!(
+        "peek {:?} read {:?}",
+        String::from_utf8_lossy(&peeked),
+        String::from_utf8_lossy(&all)
+    );
     s.shutdown(Shutdown::Write).unwrap();
     println!("eof after peer shutdown: {}", c.read(&mut buf).unwrap());
     c.write_all(b"still open").unwrap();
@@ -178,6 +190,17 @@ fn loopback() {
     s.read_exact(&mut back).unwrap();
     println!("half-closed peer still reads {}", &back == b"still open");
     drop(s);
+    drop(c);
+
+    // A peer that closes with unread data resets the connection.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    c.write_all(b"never read").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    drop(s);
+    thread::sleep(Duration::from_millis(200));
+    println!("reset: {}", kind(c.read(&mut buf)));
     drop(c);
 
     // Many connections at once (each accepted only once established).
@@ -280,7 +303,10 @@ fn http(port: u16, requests: usize) {
             Some(n) => (0..n.parse::<usize>().unwrap_or(0)).map(pattern).collect(),
             None => b"<html><body>hello from a Xen guest</body></html>\n".to_vec(),
         };
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
         s.write_all(head.as_bytes()).unwrap();
         s.write_all(&body).unwrap();
         s.shutdown(Shutdown::Write).unwrap();
@@ -374,7 +400,9 @@ fn main() {
         Some("unreachable") => unreachable(&args[2]),
         Some("static") => static_config(&args[2]),
         _ => {
-            eprintln!("usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR");
+            eprintln!(
+                "usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR"
+            );
             std::process::exit(2);
         }
     }

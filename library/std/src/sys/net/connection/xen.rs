@@ -8,7 +8,9 @@
 
 use crate::fmt;
 use crate::io::{self, BorrowedCursor, IoSlice, IoSliceMut};
-use crate::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
+use crate::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs,
+};
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sys::pal::abi::{self, XkSockAddr};
@@ -42,7 +44,12 @@ fn to_xk(addr: &SocketAddr) -> XkSockAddr {
 
 fn from_xk(addr: &XkSockAddr) -> SocketAddr {
     if addr.family == 6 {
-        SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(addr.addr), addr.port, addr.flowinfo, addr.scope_id))
+        SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(addr.addr),
+            addr.port,
+            addr.flowinfo,
+            addr.scope_id,
+        ))
     } else {
         let a = addr.addr;
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a[0], a[1], a[2], a[3]), addr.port))
@@ -67,7 +74,11 @@ struct Timing {
 
 impl Timing {
     const fn new() -> Timing {
-        Timing { nonblocking: AtomicBool::new(false), read: AtomicU64::new(0), write: AtomicU64::new(0) }
+        Timing {
+            nonblocking: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+            write: AtomicU64::new(0),
+        }
     }
 
     fn deadline(&self, timeout: &AtomicU64) -> u64 {
@@ -84,7 +95,10 @@ impl Timing {
         let nanos = match dur {
             None => 0,
             Some(d) if d.is_zero() => {
-                return Err(io::const_error!(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));
+                return Err(io::const_error!(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout"
+                ));
             }
             Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1),
         };
@@ -161,7 +175,10 @@ impl TcpStream {
 
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         if timeout.is_zero() {
-            return Err(io::const_error!(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));
+            return Err(io::const_error!(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout"
+            ));
         }
         let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         TcpStream::connect_one(addr, abi::xk_monotonic_ns().saturating_add(nanos))
@@ -186,7 +203,9 @@ impl TcpStream {
     fn recv(&self, buf: &mut [u8], flags: u32) -> io::Result<usize> {
         let deadline = self.timing.deadline(&self.timing.read);
         // SAFETY: `buf` is valid for writes of its length.
-        cvt_n(unsafe { abi::xk_sock_recv(self.handle.0, buf.as_mut_ptr(), buf.len(), flags, deadline) })
+        cvt_n(unsafe {
+            abi::xk_sock_recv(self.handle.0, buf.as_mut_ptr(), buf.len(), flags, deadline)
+        })
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -310,7 +329,10 @@ impl TcpListener {
             let xk = to_xk(a);
             // SAFETY: `xk` is a live XkSockAddr.
             let h = cvt(unsafe { abi::xk_sock_tcp_listen(&xk, BACKLOG) })?;
-            Ok(TcpListener { handle: Handle(h as u64), nonblocking: Arc::new(AtomicBool::new(false)) })
+            Ok(TcpListener {
+                handle: Handle(h as u64),
+                nonblocking: Arc::new(AtomicBool::new(false)),
+            })
         })
     }
 
@@ -323,7 +345,10 @@ impl TcpListener {
         let mut peer = XkSockAddr::default();
         // SAFETY: `peer` is a live XkSockAddr.
         let h = cvt(unsafe { abi::xk_sock_tcp_accept(self.handle.0, &mut peer, deadline) })?;
-        Ok((TcpStream { handle: Handle(h as u64), timing: Arc::new(Timing::new()) }, from_xk(&peer)))
+        Ok((
+            TcpStream { handle: Handle(h as u64), timing: Arc::new(Timing::new()) },
+            from_xk(&peer),
+        ))
     }
 
     pub fn duplicate(&self) -> io::Result<TcpListener> {
@@ -394,7 +419,14 @@ impl UdpSocket {
         let mut from = XkSockAddr::default();
         // SAFETY: `buf` is valid for writes of its length, `from` is a live XkSockAddr.
         let n = cvt_n(unsafe {
-            abi::xk_sock_udp_recv_from(self.handle.0, buf.as_mut_ptr(), buf.len(), flags, &mut from, deadline)
+            abi::xk_sock_udp_recv_from(
+                self.handle.0,
+                buf.as_mut_ptr(),
+                buf.len(),
+                flags,
+                &mut from,
+                deadline,
+            )
         })?;
         Ok((n, from_xk(&from)))
     }
@@ -411,7 +443,9 @@ impl UdpSocket {
         let deadline = self.timing.deadline(&self.timing.write);
         let xk = to_xk(dst);
         // SAFETY: `buf` is valid for reads of its length, `xk` is a live XkSockAddr.
-        cvt_n(unsafe { abi::xk_sock_udp_send_to(self.handle.0, buf.as_ptr(), buf.len(), &xk, deadline) })
+        cvt_n(unsafe {
+            abi::xk_sock_udp_send_to(self.handle.0, buf.as_ptr(), buf.len(), &xk, deadline)
+        })
     }
 
     pub fn duplicate(&self) -> io::Result<UdpSocket> {
@@ -551,9 +585,14 @@ pub fn lookup_host(host: &str, port: u16) -> io::Result<LookupHost> {
     // FIXME: a fixed 10 s for a name lookup; Linux's resolver retries for about as long.
     let deadline = abi::xk_monotonic_ns().saturating_add(10_000_000_000);
     // SAFETY: `host` is valid for reads of its length, `found` for writes of its entries.
-    let n = unsafe { abi::xk_sock_lookup(host.as_ptr(), host.len(), found.as_mut_ptr(), found.len(), deadline) };
+    let n = unsafe {
+        abi::xk_sock_lookup(host.as_ptr(), host.len(), found.as_mut_ptr(), found.len(), deadline)
+    };
     if n as i64 == -ENOENT || n as i64 == -110 {
-        return Err(io::const_error!(io::ErrorKind::Uncategorized, "failed to lookup address information: Name or service not known"));
+        return Err(io::const_error!(
+            io::ErrorKind::Uncategorized,
+            "failed to lookup address information: Name or service not known"
+        ));
     }
     let n = cvt_n(n)?;
     let mut addrs: crate::vec::Vec<SocketAddr> = found[..n].iter().map(from_xk).collect();
