@@ -59,9 +59,16 @@ wait_output() {
 }
 
 # console_tty: prints the pty that xenconsoled made for the guest's console.
+# xenconsoled writes the key soon after the domain exists; on a loaded machine that
+# can be after the guest's first output, so it is waited for (up to 10 s).
 console_tty() {
-	xenstore-read "/local/domain/$DOMID/console/tty" 2>/dev/null && return 0
-	echo "console_tty: no /local/domain/$DOMID/console/tty in xenstore" >&2
+	xenjob_tries=0
+	while [ "$xenjob_tries" -lt 100 ]; do
+		xenstore-read "/local/domain/$DOMID/console/tty" 2>/dev/null && return 0
+		xenjob_tries=$((xenjob_tries + 1))
+		sleep 0.1
+	done
+	echo "console_tty: no /local/domain/$DOMID/console/tty in xenstore after 10 s" >&2
 	return 1
 }
 
