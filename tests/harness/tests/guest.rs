@@ -49,12 +49,6 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .xl(net::VIF)
         .timeout(90)
         .driver(net::NC_SERVER),
-    DomUJob::bin("net_client_static", "sockets")
-        .args(&["client", "10.99.0.1:7000", "10.99.0.99:80"])
-        .kernel_args(net::STATIC_ARGS)
-        .xl(net::VIF)
-        .timeout(90)
-        .driver(net::NC_SERVER_STATIC),
     DomUJob::bin("net_http", "sockets").args(&["http", "8080", "2"]).xl(net::VIF).timeout(90).driver(net::WGET),
     DomUJob::bin("net_udp", "sockets").args(&["dns", "53", "1"]).xl(net::VIF).timeout(60).driver(net::NSLOOKUP),
     DomUJob::built("tcp_echo", net::tcp_echo_image).args(&["7", "1"]).xl(net::VIF).timeout(60).driver(net::NC_ECHO),

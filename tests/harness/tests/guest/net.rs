@@ -146,21 +146,6 @@ kill $NC 2>/dev/null || true
 "
 );
 
-/// The same dom0 server for a guest with a static address (`xen.ip=`, no DHCP server).
-pub const NC_SERVER_STATIC: &str = "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
-ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
-ip link set xenbr0 up
-printf '#!/bin/sh\nread line\necho \"dom0 got: $line\"\n' > /tmp/reply-$JOB.sh
-chmod +x /tmp/reply-$JOB.sh
-nc -l -p 7000 -e /tmp/reply-$JOB.sh &
-NC=$!
-wait_output 'unreachable: ' 60
-kill $NC 2>/dev/null || true
-";
-
-/// The kernel options of the static job (docs/net.md, "Interfaces and configuration").
-pub const STATIC_ARGS: &[&str] = &["xen.ip=10.99.0.31/24", "xen.gw=10.99.0.1"];
-
 /// dom0 fetches the guest's page and a 2 MB body.
 pub const WGET: &str = with_dhcp!(
     "10.99.0.22",
@@ -219,14 +204,6 @@ fn the_guest_gets_an_address_by_dhcp_and_connects_to_dom0() {
     assert!(r.stdout.contains("connected from 10.99.0.21\n"), "{}\ndriver: {}", r.stdout, r.driver_output);
     assert!(r.stdout.contains("got \"dom0 got: hello from xen\"\n"), "{}", r.stdout);
     assert!(r.stdout.contains("unreachable: TimedOut after >= 2 s true\n"), "{}", r.stdout);
-}
-
-#[test]
-fn the_guest_with_a_static_address_connects_to_dom0() {
-    let r = DOMU.result("net_client_static");
-    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
-    assert!(r.stdout.contains("connected from 10.99.0.31\n"), "{}\ndriver: {}", r.stdout, r.driver_output);
-    assert!(r.stdout.contains("got \"dom0 got: hello from xen\"\n"), "{}", r.stdout);
 }
 
 #[test]
