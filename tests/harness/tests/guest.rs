@@ -51,6 +51,12 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .driver(net::NC_SERVER),
     DomUJob::bin("net_http", "sockets").args(&["http", "8080", "2"]).xl(net::VIF).timeout(90).driver(net::WGET),
     DomUJob::bin("net_udp", "sockets").args(&["dns", "53", "1"]).xl(net::VIF).timeout(60).driver(net::NSLOOKUP),
+    DomUJob::bin("net_static", "sockets")
+        .args(&["static", "10.99.0.1:7001"])
+        .kernel_args(&["xen.ip=10.99.0.26/24", "xen.gw=10.99.0.1", "xen.dns=127.0.0.1"])
+        .xl(net::VIF)
+        .timeout(60)
+        .driver(net::NC_STATIC),
     DomUJob::built("tcp_echo", net::tcp_echo_image).args(&["7", "1"]).xl(net::VIF).timeout(60).driver(net::NC_ECHO),
     DomUJob::built("http", net::http_image).args(&["8080", "3"]).xl(net::VIF).timeout(90).driver(net::WGET_EXAMPLE),
     // Disks (blk.rs; docs/fs.md, "Disks").

@@ -293,3 +293,26 @@ fn the_http_example_serves_dom0_a_page_and_a_large_body() {
     assert!(r.driver_output.contains("missing page refused"), "{}", r.driver_output);
     assert!(r.stdout.contains("GET /big?bytes=1000000\n"), "{}", r.stdout);
 }
+
+/// A dom0 server for the statically configured guest (no DHCP server runs).
+pub const NC_STATIC: &str = "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
+ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
+ip link set xenbr0 up
+printf '#!/bin/sh\nread line\necho \"dom0 got: $line\"\n' > /tmp/reply-$JOB.sh
+chmod +x /tmp/reply-$JOB.sh
+nc -l -p 7001 -e /tmp/reply-$JOB.sh &
+NC=$!
+wait_output 'got ' 60
+kill $NC 2>/dev/null || true
+";
+
+#[test]
+fn static_configuration_and_a_name_through_the_configured_dns_server() {
+    let r = DOMU.result("net_static");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert!(r.stdout.contains("resolved xen.test to [10.11.12.13:80]\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("answered type 1 from 127.0.0.1\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("unknown name: Uncategorized\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("connected from 10.99.0.26\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("got \"dom0 got: hello from xen\"\n"), "{}", r.stdout);
+}
