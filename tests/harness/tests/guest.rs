@@ -295,7 +295,7 @@ fn unsupported_operations_return_errors() {
     assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
     assert_eq!(
         xen.stdout,
-        "fs: Unsupported\nnet: Unsupported\nprocess: Unsupported\n\
+        "fs: Unsupported\nprocess: Unsupported\n\
          parallelism: Ok(1)\nstdin: Ok((0, \"\"))\n"
     );
 }

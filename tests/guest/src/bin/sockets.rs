@@ -267,7 +267,17 @@ fn loopback() {
 
 fn client(addr: &str) {
     let t = Instant::now();
-    let mut s = TcpStream::connect(addr).expect("connect");
+    // dom0's server may start after this guest is up (its driver starts once xl has created
+    // the domain): a refused connection is tried again, for up to 20 s.
+    let mut s = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && t.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("connect: {e:?}"),
+        }
+    };
     eprintln!("connected in {:?}", t.elapsed());
     println!("connected from {}", s.local_addr().unwrap().ip());
     s.write_all(b"hello from xen\n").unwrap();
