@@ -15,12 +15,11 @@ use anyhow::{bail, Context, Result};
 use xen_runner::cmdline::GuestCommandLine;
 use xen_runner::cpio::CpioWriter;
 use xen_runner::disk::Disk;
-use xen_runner::harness;
 use xen_runner::status::GuestExit;
 
 use crate::domu::{self, Job, JobResult};
 use crate::stats::{ratio_at_least, summarize, Summary};
-use crate::threads::{cargo_build, has_interpreter, linux_release, ratios, seconds, table};
+use crate::threads::{build_both, ratios, seconds, table};
 use crate::{loadavg, now_utc, random_seed, Bench};
 
 /// The guest's crate, in the repository.
@@ -161,48 +160,19 @@ const SIDES: [&str; 2] = ["Xen", "Linux domU"];
 /// Builds the program for Xen and for Linux, and the Linux guest's initramfs: the static
 /// program as `/init` and Debian's `xen-blkfront.ko`, which it loads.
 fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
-    let dir = bench.repo.join(CRATE);
-    let target_dir = bench.repo.join("target/bench");
-
-    eprintln!("bench: building {CRATE} for x86_64-unknown-xen ({cargo} +xen build --release)");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["+xen", "build", "--release", "--quiet", "--target", "x86_64-unknown-xen"])
-        .arg("--target-dir")
-        .arg(target_dir.join("disk-xen"))
-        .env_remove("RUSTC")
-        .env_remove("RUSTFLAGS");
-    cargo_build(cmd, &dir)?;
-    let xen = target_dir.join("disk-xen/x86_64-unknown-xen/release/disk");
-
-    eprintln!("bench: building {CRATE} for Linux (/usr/bin/cargo, static)");
-    let mut cmd = Command::new("/usr/bin/cargo");
-    cmd.args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
-        .arg("--target-dir")
-        .arg(target_dir.join("disk-linux"))
-        .env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    cargo_build(cmd, &dir)?;
-    let linux = target_dir.join("disk-linux/x86_64-unknown-linux-gnu/release/disk");
-    let stripped = bench.work.join("disk-linux-init");
-    crate::images::strip(&linux, &stripped)?;
-    let init = std::fs::read(&stripped)?;
-    if has_interpreter(&init) {
-        bail!("{} is dynamically linked: it cannot be a bare initramfs's /init", linux.display());
-    }
-
-    let harness_dir = harness::find_dir(Some(&bench.repo.join("ci/dom0")))?;
-    let vmlinux = harness::build(&harness_dir, &bench.cache, false)?.vmlinux;
-    let kernel =
-        std::fs::read(&vmlinux).with_context(|| format!("reading {}", vmlinux.display()))?;
-    let linux_release = linux_release(&kernel).unwrap_or_else(|| "(release unknown)".into());
-    let module = blkfront_module(bench, &linux_release)?;
-
+    let built = build_both(bench, cargo, CRATE, "disk")?;
+    let module = blkfront_module(bench, &built.linux_release)?;
     let mut cpio = CpioWriter::new(Vec::new());
-    cpio.file("init", 0o755, &init)?;
+    cpio.file("init", 0o755, &built.init)?;
     cpio.file("xen-blkfront.ko", 0o644, &module)?;
     let initramfs = bench.work.join("disk-initramfs.cpio");
     std::fs::write(&initramfs, cpio.finish()?)?;
-    Ok(Guests { xen, initramfs, vmlinux, linux_release })
+    Ok(Guests {
+        xen: built.xen,
+        initramfs,
+        vmlinux: built.vmlinux,
+        linux_release: built.linux_release,
+    })
 }
 
 /// `xen-blkfront.ko` of the kernel `release`, from the kernel package the dom0 harness

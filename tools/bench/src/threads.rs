@@ -172,57 +172,79 @@ const SIDES: [&str; 2] = ["Xen", "Linux domU"];
 
 /// Builds the program for Xen and for Linux, and the Linux guest's initramfs.
 fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
-    let dir = bench.repo.join(CRATE);
+    let built = build_both(bench, cargo, CRATE, "threads")?;
+    // Only /init: the kernel's own built-in archive has /dev/console, which init's stdout is.
+    let mut cpio = CpioWriter::new(Vec::new());
+    cpio.file("init", 0o755, &built.init)?;
+    let initramfs = bench.work.join("threads-initramfs.cpio");
+    std::fs::write(&initramfs, cpio.finish()?)?;
+    Ok(Guests {
+        xen_bytes: std::fs::metadata(&built.xen)
+            .with_context(|| format!("no {}", built.xen.display()))?
+            .len(),
+        xen: built.xen,
+        init_bytes: built.init.len() as u64,
+        initramfs,
+        vmlinux: built.vmlinux,
+        linux_release: built.linux_release,
+    })
+}
+
+/// A benchmark program built for both sides, and the Linux guest's kernel.
+pub(crate) struct Built {
+    /// The Xen image, as built.
+    pub xen: PathBuf,
+    /// The Linux build, static and stripped: an initramfs's `/init`.
+    pub init: Vec<u8>,
+    /// The Linux kernel (the dom0 harness's).
+    pub vmlinux: PathBuf,
+    /// Its release, from its `Linux version` string.
+    pub linux_release: String,
+}
+
+/// Builds the crate `krate` (a path in the repository) whose binary is `name` for
+/// x86_64-unknown-xen with `cargo +xen`, and statically for Linux with Debian's cargo, and
+/// finds the harness's Linux kernel for the Linux guest.
+pub(crate) fn build_both(bench: &Bench, cargo: &str, krate: &str, name: &str) -> Result<Built> {
+    let dir = bench.repo.join(krate);
     let target_dir = bench.repo.join("target/bench");
 
-    eprintln!("bench: building {CRATE} for x86_64-unknown-xen ({cargo} +xen build --release)");
+    eprintln!("bench: building {krate} for x86_64-unknown-xen ({cargo} +xen build --release)");
     let mut cmd = Command::new(cargo);
     cmd.args(["+xen", "build", "--release", "--quiet", "--target", "x86_64-unknown-xen"])
         .arg("--target-dir")
-        .arg(target_dir.join("threads-xen"))
+        .arg(target_dir.join(format!("{name}-xen")))
         .env_remove("RUSTC")
         .env_remove("RUSTFLAGS");
     cargo_build(cmd, &dir)?;
-    let xen = target_dir.join("threads-xen/x86_64-unknown-xen/release/threads");
+    let xen = target_dir.join(format!("{name}-xen/x86_64-unknown-xen/release/{name}"));
 
     // Debian's Rust, the same 1.96.0 as the xen toolchain's; static, so that it can be /init.
-    eprintln!("bench: building {CRATE} for Linux (/usr/bin/cargo, static)");
+    eprintln!("bench: building {krate} for Linux (/usr/bin/cargo, static)");
     let mut cmd = Command::new("/usr/bin/cargo");
     cmd.args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
         .arg("--target-dir")
-        .arg(target_dir.join("threads-linux"))
+        .arg(target_dir.join(format!("{name}-linux")))
         .env("RUSTC", "/usr/bin/rustc")
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     cargo_build(cmd, &dir)?;
-    let linux = target_dir.join("threads-linux/x86_64-unknown-linux-gnu/release/threads");
-    let stripped = bench.work.join("threads-linux-init");
+    let linux = target_dir.join(format!("{name}-linux/x86_64-unknown-linux-gnu/release/{name}"));
+    let stripped = bench.work.join(format!("{name}-linux-init"));
     crate::images::strip(&linux, &stripped)?;
     let init = std::fs::read(&stripped)?;
     if has_interpreter(&init) {
         bail!("{} is dynamically linked: it cannot be a bare initramfs's /init", linux.display());
     }
-    // Only /init: the kernel's own built-in archive has /dev/console, which init's stdout is.
-    let mut cpio = CpioWriter::new(Vec::new());
-    cpio.file("init", 0o755, &init)?;
-    let initramfs = bench.work.join("threads-initramfs.cpio");
-    std::fs::write(&initramfs, cpio.finish()?)?;
 
     let harness_dir = harness::find_dir(Some(&bench.repo.join("ci/dom0")))?;
     let vmlinux = harness::build(&harness_dir, &bench.cache, false)?.vmlinux;
     let kernel =
         std::fs::read(&vmlinux).with_context(|| format!("reading {}", vmlinux.display()))?;
     let linux_release = linux_release(&kernel).unwrap_or_else(|| "(release unknown)".into());
-    Ok(Guests {
-        xen_bytes: std::fs::metadata(&xen).with_context(|| format!("no {}", xen.display()))?.len(),
-        xen,
-        init_bytes: init.len() as u64,
-        initramfs,
-        vmlinux,
-        linux_release,
-    })
+    Ok(Built { xen, init, vmlinux, linux_release })
 }
 
-pub(crate) fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
+fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
     let status = cmd
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -236,7 +258,7 @@ pub(crate) fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
 
 /// Tells whether a 64-bit little-endian ELF file has a `PT_INTERP` program header (needs a
 /// dynamic loader).
-pub(crate) fn has_interpreter(elf: &[u8]) -> bool {
+fn has_interpreter(elf: &[u8]) -> bool {
     let word = |at: u64, len: usize| {
         let at = usize::try_from(at).ok()?;
         let bytes = elf.get(at..at.checked_add(len)?)?;
@@ -250,7 +272,7 @@ pub(crate) fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 /// The release in a kernel's `Linux version 6.1.0-57-amd64 (...)` banner.
-pub(crate) fn linux_release(kernel: &[u8]) -> Option<String> {
+fn linux_release(kernel: &[u8]) -> Option<String> {
     const BANNER: &[u8] = b"Linux version ";
     let at = kernel.windows(BANNER.len()).position(|w| w == BANNER)? + BANNER.len();
     let rest = &kernel[at..kernel.len().min(at + 64)];
