@@ -9,7 +9,8 @@
 #                     Xen takes 2.3 s to decompress a bzImage under QEMU
 # OUTDIR/initrd.cpio  busybox-static, the xl toolstack (xen-utils-4.17,
 #                     xenstore-utils) with its shared libraries, the Xen
-#                     backend modules, ci/dom0/init as /init, follow,
+#                     backend modules, socat, dnsmasq (dnsmasq-base),
+#                     ci/dom0/init as /init, follow,
 #                     vif-bridge, block and the drivers' helpers (driver-lib.sh)
 #
 # The packages are fetched with apt-get download and unpacked with
@@ -35,7 +36,7 @@ die() { printf 'dom0-build: error: %s\n' "$*" >&2; exit 1; }
 # Packages the image is made of, besides the kernel; their library
 # dependencies are added below.
 ROOT_PACKAGES="busybox-static xen-utils-4.17 xenstore-utils libgcc-s1
-	xen-hypervisor-4.17-amd64 socat"
+	xen-hypervisor-4.17-amd64 socat dnsmasq-base"
 # Binaries taken from xen-utils-4.17 (in /usr/lib/xen-4.17/bin).
 XEN_BINARIES="xl xenstored xenconsoled xenconsole xen-init-dom0
 	libxl-save-helper"
@@ -247,8 +248,10 @@ assemble_root() {
 	copy_library libgcc_s.so.1
 	# socat forwards the runner's host ports to guests (--forward).
 	cp "$out/stage/usr/bin/socat" "$root/usr/bin/socat"
+	# dnsmasq is a DNS server for the guests' name lookups (drivers start it).
+	cp "$out/stage/usr/sbin/dnsmasq" "$root/usr/bin/dnsmasq"
 	copy_with_libraries "$root/$xenbin"/* "$root/usr/bin/xenstore" \
-		"$root/usr/bin/socat"
+		"$root/usr/bin/socat" "$root/usr/bin/dnsmasq"
 
 	for m in $MODULES; do
 		ko=$(find "$out/stage/lib/modules" -name "$m.ko" | head -n 1)
@@ -260,6 +263,10 @@ assemble_root() {
 	cp "$here/vif-bridge" "$root/etc/xen/scripts/vif-bridge"
 	cp "$here/block" "$root/etc/xen/scripts/block"
 	cp "$here/driver-lib.sh" "$root/usr/lib/xenjob/driver-lib.sh"
+	# dnsmasq gives up its privileges to nobody and stops if no such user exists.
+	printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+		>"$root/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 	# xl reads this file first and complains on every call if it is absent.
 	echo "# xl defaults: none (ci/dom0/build.sh)" >"$root/etc/xen/xl.conf"
 	chmod 755 "$root/init" "$root/etc/xen/scripts/vif-bridge" \

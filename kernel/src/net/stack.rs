@@ -63,7 +63,10 @@ const UDP_PACKETS: usize = 32;
 /// The most connections per listener and interface that can be half-open or waiting for
 /// `accept` (smoltcp needs one socket per pending connection: each listener keeps a pool, with
 /// one socket listening); `listen`'s backlog lowers it. A SYN beyond it is answered with RST.
-const POOL: usize = 32;
+/// 128, the backlog std's `TcpListener::bind` asks for, as on Linux (with 32, the 34th of 100
+/// connections opened at once was refused). The pool grows only as SYNs come (each socket with
+/// its [`TCP_BUF`] buffers), so an idle listener holds one socket per interface.
+const POOL: usize = 128;
 /// How long a program's connect to a vif address waits for DHCP to give an address.
 const DHCP_WAIT_NS: u64 = 15_000_000_000;
 /// How long a closed connection may take to say goodbye (FIN, data in flight) before it is

@@ -198,6 +198,9 @@ pub struct DomUJob {
     /// A shell script for dom0, run with `sh -e` once the guest exists, with `$DOMID`, `$NAME`,
     /// `$JOB`, `$CONSOLE_LOG` and the helpers `wait_output TEXT [SECS]` and `console_input TEXT`.
     pub driver: Option<&'static str>,
+    /// A function that makes the driver script (called once, before the boot), for a script
+    /// that carries a built file; it takes the place of `driver`.
+    pub built_driver: Option<fn() -> String>,
     /// Lines added to the guest's xl config.
     pub xl: &'static [&'static str],
     /// A folder of the repository packed as the guest's files (`docs/fs.md`).
@@ -231,6 +234,7 @@ impl DomUJob {
             vcpus: None,
             timeout_secs: 120,
             driver: None,
+            built_driver: None,
             xl: &[],
             files: None,
             kernel_args: &[],
@@ -291,6 +295,11 @@ impl DomUJob {
         Self { driver: Some(script), ..self }
     }
 
+    /// Runs the script `make` returns in dom0 while the guest runs.
+    pub const fn built_driver(self, make: fn() -> String) -> Self {
+        Self { built_driver: Some(make), ..self }
+    }
+
     /// Adds these lines to the guest's xl config.
     pub const fn xl(self, lines: &'static [&'static str]) -> Self {
         Self { xl: lines, ..self }
@@ -311,10 +320,11 @@ impl DomUJob {
             "xl": self.xl,
             "kernel_args": self.kernel_args,
         });
+        let driver = self.built_driver.map(|make| make()).or_else(|| self.driver.map(String::from));
         let fields = [
             ("memory", self.memory_mib.map(Into::into)),
             ("vcpus", self.vcpus.map(Into::into)),
-            ("driver", self.driver.map(Into::into)),
+            ("driver", driver.map(Into::into)),
             ("files", self.files.map(|dir| repo().join(dir).to_string_lossy().into_owned().into())),
         ];
         for (key, value) in fields {

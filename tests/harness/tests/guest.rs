@@ -59,6 +59,16 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .driver(net::NC_STATIC),
     DomUJob::built("tcp_echo", net::tcp_echo_image).args(&["7", "1"]).xl(net::VIF).timeout(60).driver(net::NC_ECHO),
     DomUJob::built("http", net::http_image).args(&["8080", "3"]).xl(net::VIF).timeout(90).driver(net::WGET_EXAMPLE),
+    DomUJob::built("http_connections", net::http_image)
+        .args(&["8080", "1100"])
+        .xl(net::VIF)
+        .timeout(600)
+        .built_driver(net::many_connections_driver),
+    DomUJob::bin("net_dns", "sockets")
+        .args(&["resolve", "dom0.xen.test", "7002", "nowhere.xen.test"])
+        .xl(net::VIF)
+        .timeout(60)
+        .driver(net::DNSMASQ),
     // Disks (blk.rs; docs/fs.md, "Disks").
     DomUJob::bin("blk_write", "blk").args(&["write"]).disk(blk::rw_image, false),
     DomUJob::bin("blk_verify", "blk").args(&["verify"]).disk(blk::rw_image, false),

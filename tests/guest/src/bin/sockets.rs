@@ -11,6 +11,9 @@
 //!     sockets unreachable ADDR  connect_timeout to an address nobody has
 //!     sockets static ADDR       a name resolved through a DNS server on loopback
 //!                               (`xen.dns=127.0.0.1`), then `client ADDR`
+//!     sockets resolve NAME PORT UNKNOWN  resolves NAME through the DNS server DHCP named
+//!                               (dom0's dnsmasq), then `client` to the address it got on PORT;
+//!                               UNKNOWN is a name that server does not know
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -388,6 +391,17 @@ fn static_config(dom0: &str) {
     client(dom0);
 }
 
+/// Resolves `name` with `ToSocketAddrs` (an A query to the DNS server the lease named), then
+/// talks to dom0's server at the address it got; `unknown` must fail.
+fn resolve(name: &str, port: u16, unknown: &str) {
+    let t = Instant::now();
+    let found: Vec<SocketAddr> = (name, port).to_socket_addrs().unwrap().collect();
+    eprintln!("resolved in {:?}", t.elapsed());
+    println!("resolved {name} to {found:?}");
+    println!("unknown name: {}", kind((unknown, port).to_socket_addrs()));
+    client(&found[0].to_string());
+}
+
 fn unreachable(addr: &str) {
     let addr: SocketAddr = addr.parse().unwrap();
     let t = Instant::now();
@@ -409,9 +423,10 @@ fn main() {
         Some("dns") => dns(args[2].parse().unwrap(), args[3].parse().unwrap()),
         Some("unreachable") => unreachable(&args[2]),
         Some("static") => static_config(&args[2]),
+        Some("resolve") => resolve(&args[2], args[3].parse().unwrap(), &args[4]),
         _ => {
             eprintln!(
-                "usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR"
+                "usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN"
             );
             std::process::exit(2);
         }

@@ -316,3 +316,120 @@ fn static_configuration_and_a_name_through_the_configured_dns_server() {
     assert!(r.stdout.contains("connected from 10.99.0.26\n"), "{}", r.stdout);
     assert!(r.stdout.contains("got \"dom0 got: hello from xen\"\n"), "{}", r.stdout);
 }
+
+// ---- Many connections, and DNS through dom0 ----
+
+/// tests/dom0-client built statically for Linux (Debian's Rust, as the bench's Linux guests
+/// are), so that it runs in dom0's busybox initramfs; returns the binary.
+fn dom0_client() -> std::path::PathBuf {
+    let target = repo().join("target/dom0-client");
+    let status = std::process::Command::new("/usr/bin/cargo")
+        .current_dir(repo().join("tests/dom0-client"))
+        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(&target)
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .expect("cannot run /usr/bin/cargo");
+    assert!(status.success(), "tests/dom0-client does not build");
+    target.join("x86_64-unknown-linux-gnu/release/dom0-client")
+}
+
+/// The file gzipped, in base64 (76 characters a line), as busybox's `base64 -d | gunzip` in
+/// dom0 takes it back.
+fn gzip_base64(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "gzip -9c \"$1\" > \"$1.gz\" && base64 \"$1.gz\"", "sh"])
+        .arg(file)
+        .output()
+        .expect("sh on the host");
+    assert!(out.status.success(), "gzip, base64: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// dom0 makes 1,000 connections one after another to examples/http, then 100 open at once,
+/// each checked by tests/dom0-client (which the driver carries, as the runner has no field for
+/// files of dom0's own).
+pub fn many_connections_driver() -> String {
+    const SCRIPT: &str = with_dhcp!(
+        "10.99.0.27",
+        "base64 -d <<'EOF' | gunzip > /tmp/dom0-client-$JOB
+@CLIENT@EOF
+chmod +x /tmp/dom0-client-$JOB
+wait_output 'http server listening' 30
+has_lease
+/tmp/dom0-client-$JOB 10.99.0.27:8080 sequential 1000 || true
+/tmp/dom0-client-$JOB 10.99.0.27:8080 concurrent 100 || true
+"
+    );
+    SCRIPT.replace("@CLIENT@", &gzip_base64(&dom0_client()))
+}
+
+/// Reads the client's `MODE: OK of N succeeded, FAILED failed, in MS ms` line.
+fn tally<'a>(driver_output: &'a str, mode: &str) -> (u32, u32, u32, &'a str) {
+    let prefix = format!("{mode}: ");
+    let line = driver_output
+        .lines()
+        .find(|l| l.starts_with(&prefix) && l.contains(" succeeded, "))
+        .unwrap_or_else(|| panic!("no {mode} line in the driver's output:\n{driver_output}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |at: usize| words.get(at).and_then(|w| w.trim_end_matches(',').parse().ok());
+    match (number(1), number(3), number(5)) {
+        (Some(ok), Some(n), Some(failed)) => (ok, n, failed, line),
+        _ => panic!("cannot read {line:?}"),
+    }
+}
+
+#[test]
+fn a_thousand_sequential_and_a_hundred_concurrent_connections_all_succeed() {
+    let r = DOMU.result("http_connections");
+    let everything = format!("stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert_eq!(r.driver_status, Some(0), "{everything}");
+    let (ok, n, failed, line) = tally(&r.driver_output, "sequential");
+    println!("{line}");
+    assert_eq!((ok, n, failed), (1000, 1000, 0), "{everything}");
+    assert!(r.driver_output.contains("concurrent: 100 of 100 open at once\n"), "{everything}");
+    let (ok, n, failed, line) = tally(&r.driver_output, "concurrent");
+    println!("{line}");
+    assert_eq!((ok, n, failed), (100, 100, 0), "{everything}");
+    // The server counted every request and ended by itself.
+    assert_eq!(r.status, 0, "{everything}");
+    assert_eq!(r.stdout.matches("GET /big?bytes=").count(), 1100, "{everything}");
+}
+
+/// dom0's dnsmasq answers for `xen.test` (and only it: `--local`), with `dom0.xen.test` as the
+/// bridge's address, where `nc -l` answers the guest's line; DHCP names 10.99.0.1 as the DNS
+/// server. Prints the queries dnsmasq logged.
+pub const DNSMASQ: &str = with_dhcp!(
+    "10.99.0.28",
+    "dnsmasq --keep-in-foreground --no-resolv --no-hosts --listen-address=10.99.0.1 \\
+    --bind-interfaces --local=/xen.test/ --host-record=dom0.xen.test,10.99.0.1 --log-queries \\
+    --log-facility=/tmp/dnsmasq-$JOB.log --pid-file= &
+DNSMASQ=$!
+printf '#!/bin/sh\nread line\necho \"dom0 got: $line\"\n' > /tmp/reply-$JOB.sh
+chmod +x /tmp/reply-$JOB.sh
+nc -l -p 7002 -e /tmp/reply-$JOB.sh &
+NC=$!
+wait_output 'got ' 60
+grep -F 'query[' /tmp/dnsmasq-$JOB.log | sed 's/.*query/dnsmasq: query/'
+kill $NC $DNSMASQ 2>/dev/null || true
+"
+);
+
+#[test]
+fn a_name_resolves_through_dom0_s_dns_server() {
+    let r = DOMU.result("net_dns");
+    let everything = format!("stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert_eq!(r.status, 0, "{everything}");
+    assert_eq!(r.driver_status, Some(0), "{everything}");
+    assert!(r.stdout.contains("resolved dom0.xen.test to [10.99.0.1:7002]\n"), "{everything}");
+    assert!(r.stdout.contains("unknown name: Uncategorized\n"), "{everything}");
+    assert!(r.stdout.contains("connected from 10.99.0.28\n"), "{everything}");
+    assert!(r.stdout.contains("got \"dom0 got: hello from xen\"\n"), "{everything}");
+    // The answers came from dnsmasq, which saw both questions from the guest's address.
+    for name in ["dom0.xen.test", "nowhere.xen.test"] {
+        let query = format!("dnsmasq: query[A] {name} from 10.99.0.28\n");
+        assert!(r.driver_output.contains(&query), "{query:?} missing; {everything}");
+    }
+}
