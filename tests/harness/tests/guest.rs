@@ -62,7 +62,7 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::built("http_connections", net::http_image)
         .args(&["8080", "1100"])
         .xl(net::VIF)
-        .timeout(600)
+        .timeout(300)
         .built_driver(net::many_connections_driver),
     DomUJob::bin("net_dns", "sockets")
         .args(&["resolve", "dom0.xen.test", "7002", "nowhere.xen.test"])
