@@ -53,7 +53,9 @@ smp=${QEMU_SMP:-1}
 xen_args="console=com1 com1=115200,8n1 ${XEN_SERIAL_ARGS-serial_tx_buffer=32M}"
 xen_args="$xen_args dom0_mem=512M,max:512M"
 xen_args="$xen_args dom0_max_vcpus=$smp ${XEN_EXTRA_ARGS:-}"
-dom0_args="console=hvc0 quiet ${DOM0_EXTRA_ARGS:-}"
+# rootfstype=ramfs: no size limit on the unpacked initramfs (the runner's
+# LINUX_CMDLINE says why).
+dom0_args="console=hvc0 quiet rootfstype=ramfs ${DOM0_EXTRA_ARGS:-}"
 
 exec qemu-system-x86_64 -machine pc -cpu qemu64,+rdrand -smp "$smp" \
 	-m "${QEMU_MEM:-2048}" -nographic -no-reboot \

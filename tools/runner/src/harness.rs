@@ -234,7 +234,13 @@ pub struct Dom0Build {
 }
 
 /// The Linux dom0's command line (as `ci/dom0/boot.sh` gives it).
-pub const LINUX_CMDLINE: &str = "console=hvc0 quiet";
+///
+/// `rootfstype=ramfs`: the initramfs (the harness's image and every job's
+/// files) is unpacked into ramfs, which has no size limit, not into a tmpfs
+/// limited to half of dom0's memory left after the kernel and the initrd:
+/// a batch's 134 MB initrd did not fit that ("Initramfs unpacking failed:
+/// write error"). The initrd's own memory is freed after unpacking.
+pub const LINUX_CMDLINE: &str = "console=hvc0 quiet rootfstype=ramfs";
 
 /// Builds the harness into `CACHE/dom0`, or finds it up to date there.
 ///
