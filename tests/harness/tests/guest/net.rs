@@ -350,7 +350,7 @@ fn gzip_base64(file: &std::path::Path) -> String {
 
 /// dom0 makes 1,000 connections one after another to examples/http, then 100 open at once,
 /// each checked by tests/dom0-client (which the driver carries, as the runner has no field for
-/// files of dom0's own).
+/// files of dom0's own). FIXME: such a field would spare the 0.75 MB of base64 in the script.
 pub fn many_connections_driver() -> String {
     const SCRIPT: &str = with_dhcp!(
         "10.99.0.27",
