@@ -1,6 +1,6 @@
 //! A FAT filesystem on a virtual disk through `std::fs` (docs/fs.md, "A filesystem on a
 //! disk"): the host makes images with `mkfs.fat` and fills them with `mcopy`; guests mount them
-//! with `xen.mount=xvda:/mnt` (tests/guest/src/bin/fat.rs); after the batch, the host reads
+//! with `xen.mount=xvda:/mnt` (tests/guest/src/bin/blk/fat.rs); after the batch, the host reads
 //! what the guests wrote with `mtype` and checks the volume with `fsck.fat -n`.
 
 use super::DOMU;
@@ -12,7 +12,7 @@ use xen_harness::repo;
 /// The mount every job uses.
 pub const MOUNT: &[&str] = &["xen.mount=xvda:/mnt"];
 
-/// The same pattern as tests/guest/src/bin/fat.rs's.
+/// The same pattern as tests/guest/src/bin/blk/fat.rs's.
 fn pattern(seed: u64, offset: u64) -> u8 {
     let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (offset / 8);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
