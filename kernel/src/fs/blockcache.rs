@@ -26,10 +26,11 @@ use super::errno::Errno;
 
 /// The cache's unit, when the disk's sectors are not larger.
 pub const BLOCK: usize = 4096;
-/// The most blocks kept (1 MiB with 4 KiB blocks).
-pub const CAPACITY: usize = 256;
-/// The longest run of dirty blocks written in one request to the disk.
-const MAX_RUN: usize = 64;
+/// The most blocks kept (4 MiB with 4 KiB blocks).
+pub const CAPACITY: usize = 1024;
+/// The longest run of dirty blocks written in one call to the disk (1 MiB: blkfront has up to
+/// 32 requests of 44 KiB in flight).
+const MAX_RUN: usize = 256;
 
 /// A disk that moves whole sectors: offsets and lengths are multiples of
 /// [`sector_size`](Sectors::sector_size) and lie inside [`len`](Sectors::len).
