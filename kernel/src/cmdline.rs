@@ -55,7 +55,14 @@ pub struct CmdLine {
     pub stdin_eof: bool,
     /// The network options (`xen.ip`, `xen.gw`, `xen.dns`, `xen.ip6`, `xen.net`).
     pub net: NetConfig,
+    /// The values of `xen.mount=VDEV:PATH[:ro]` options, in order (checked by
+    /// [`crate::fs::mount::valid_spec`]).
+    mounts: [Span; MAX_MOUNTS],
+    mount_count: usize,
 }
+
+/// The most `xen.mount=` options.
+pub const MAX_MOUNTS: usize = 4;
 
 /// The network configuration the command line gives (`docs/net.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,7 +96,14 @@ impl CmdLine {
             seed_len: 0,
             stdin_eof: false,
             net: NetConfig { off: false, dhcp: false, ip: None, gw: None, dns: None, ip6: None },
+            mounts: [Span { start: 0, len: 0 }; MAX_MOUNTS],
+            mount_count: 0,
         }
+    }
+
+    /// The i-th `xen.mount=` value.
+    pub fn mount(&self, index: usize) -> Option<&[u8]> {
+        (index < self.mount_count).then(|| self.span(self.mounts[index]))
     }
 
     fn span(&self, span: Span) -> &[u8] {
@@ -128,6 +142,14 @@ impl CmdLine {
             } else if raw == b"--" {
                 used = start;
                 args = Some(0);
+            } else if let Some(value) = text.strip_prefix(b"xen.mount=") {
+                // Kept in the buffer: the kernel mounts once devices are up.
+                if !crate::fs::mount::valid_spec(value) || self.mount_count == MAX_MOUNTS {
+                    return Err(Error::BadValue(offset));
+                }
+                let skip = b"xen.mount=".len() as u16;
+                self.mounts[self.mount_count] = Span { start: token.start + skip, len: token.len - skip };
+                self.mount_count += 1;
             } else if text.starts_with(b"xen.") {
                 let mut option = [0u8; crate::xen::abi::MAX_GUEST_CMDLINE];
                 let len = text.len() - 4;
@@ -319,6 +341,19 @@ mod tests {
         assert_eq!(c.log, Some(Level::Debug));
         assert_eq!(env(&c), ["HOME=/root"]);
         assert_eq!(args(&c), ["hello", "a b", "--x"]);
+    }
+
+    #[test]
+    fn mounts_are_kept_in_order() {
+        let c = parsed("xen.mount=xvda:/mnt A=1 xen.mount=xvdb:/ro%20disk:ro -- x").unwrap();
+        let mounts: Vec<_> = (0..).map_while(|i| c.mount(i)).collect();
+        assert_eq!(mounts, [&b"xvda:/mnt"[..], b"xvdb:/ro disk:ro"]);
+        assert_eq!(env(&c), ["A=1"]);
+        assert_eq!(args(&c), ["x"]);
+        assert_eq!(parsed("xen.mount=xvda:rel").err(), Some(Error::BadValue(0)));
+        assert_eq!(parsed("xen.mount=xvda:/").err(), Some(Error::BadValue(0)));
+        let five = "xen.mount=xvda:/a ".repeat(5);
+        assert!(matches!(parsed(&five), Err(Error::BadValue(_))));
     }
 
     #[test]

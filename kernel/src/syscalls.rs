@@ -10,7 +10,7 @@ pub mod net;
 pub mod sock;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 7;
+pub const XK_ABI_VERSION: u32 = 8;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {
@@ -90,6 +90,8 @@ pub extern "C" fn xk_pages_free(ptr: *mut u8, bytes: usize) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_exit(status: i32) -> ! {
+    // What the program wrote to mounted disks and did not sync reaches them now.
+    crate::fs::sync_mounts();
     crate::exit(status)
 }
 
@@ -431,5 +433,6 @@ pub extern "C" fn xk_shutdown_next(deadline_ns: u64) -> isize {
 /// Ends the program with `status` and asks Xen to reboot the domain.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_exit_reboot(status: i32) -> ! {
+    crate::fs::sync_mounts();
     crate::exit_with(status, crate::xen::abi::ShutdownReason::Reboot)
 }

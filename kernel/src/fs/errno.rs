@@ -7,6 +7,8 @@
 pub enum Errno {
     /// No such file or directory.
     ENOENT = 2,
+    /// Input/output error: the disk failed, or the filesystem on it is corrupt.
+    EIO = 5,
     /// Bad file descriptor: a handle that is not open, or not open for this.
     EBADF = 9,
     /// Bad address: a pointer from the program outside its memory.
@@ -15,6 +17,10 @@ pub enum Errno {
     EBUSY = 16,
     /// File exists.
     EEXIST = 17,
+    /// Cross-device link: a rename from one mount to another.
+    EXDEV = 18,
+    /// No such device: the disk named by a mount is not there.
+    ENODEV = 19,
     /// Not a directory.
     ENOTDIR = 20,
     /// Is a directory.
@@ -27,6 +33,8 @@ pub enum Errno {
     EFBIG = 27,
     /// No space left on device: memory for file contents is out.
     ENOSPC = 28,
+    /// Read-only file system: a write to a disk attached or mounted read-only.
+    EROFS = 30,
     /// File name too long.
     ENAMETOOLONG = 36,
     /// Directory not empty.

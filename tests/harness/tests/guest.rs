@@ -74,6 +74,11 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("blk_verify", "blk").args(&["verify"]).disk(blk::rw_image, false),
     DomUJob::bin("blk_readonly", "blk").args(&["readonly"]).disk(blk::ro_image, true),
     DomUJob::bin("blk_sector4k", "blk").args(&["sector4k"]).disk(blk::four_k_image, false).sector_size(4096),
+    // A FAT volume on a disk through std::fs (fat.rs; docs/fs.md, "A filesystem on a disk").
+    DomUJob::bin("fat_write", "blk").args(&["fat", "write"]).disk(fat::rw_image, false).kernel_args(fat::MOUNT).timeout(120),
+    DomUJob::bin("fat_verify", "blk").args(&["fat", "verify"]).disk(fat::rw_image, false).kernel_args(fat::MOUNT).timeout(120),
+    DomUJob::bin("fat_readonly", "blk").args(&["fat", "readonly"]).disk(fat::ro_image, true).kernel_args(fat::MOUNT),
+    DomUJob::bin("fat_garbage", "blk").args(&["fat", "garbage"]).disk(fat::garbage_image, false).kernel_args(fat::MOUNT),
 ]);
 
 /// The packed files of the `files` guest, relative to the repository.
@@ -120,6 +125,8 @@ mod net;
 
 #[path = "guest/blk.rs"]
 mod blk;
+#[path = "guest/fat.rs"]
+mod fat;
 
 /// A driver that never ends by itself: dom0 must stop it with the guest.
 const WATCH_FOREVER: &str = "xenstore-watch /local/domain/$DOMID/name\n";

@@ -5,6 +5,12 @@
 //! `O_DIRECT` (Linux's blkfront, no page cache). Both get the same image, a drive of QEMU's
 //! machine that dom0 hands to blkback, in one dom0 boot, alternating (ABBA); the table gives
 //! each one's throughput and Xen's over Linux's against the issue's target.
+//!
+//! Then the same at the file level: each round also boots both guests on a second image that
+//! holds a FAT volume (`mkfs.fat` here), where the program writes one file of [`FILE_MIB`] MiB
+//! through `std::fs`, `sync_all`s it and reads it back: Xen with the kernel's FAT volume
+//! (`xen.mount=xvda:/mnt`), Linux with its `vfat` (modules from the same kernel package), the
+//! page cache dropped before the read.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +33,24 @@ const CRATE: &str = "tools/bench/guests/disk";
 
 /// The passes as the guest names them, the table's names; the target is Xen's throughput
 /// over Linux's, at least.
-const OPS: [(&str, &str); 2] = [("write", "sequential write"), ("read", "sequential read")];
+const OPS: [(&str, &str); 4] = [
+    ("write", "sequential write"),
+    ("read", "sequential read"),
+    ("fwrite", "file write (FAT)"),
+    ("fread", "file read (FAT)"),
+];
+
+/// The size of the file of the file-level passes, in MiB (Xen holds a file being written in
+/// memory, so it is less than the guests' memory).
+const FILE_MIB: u32 = 64;
+
+/// Linux's modules for a FAT volume, loaded in this order by the guest's `/init`.
+const FAT_MODULES: [(&str, &str); 4] = [
+    ("fat", "fs/fat/fat.ko"),
+    ("vfat", "fs/fat/vfat.ko"),
+    ("nls_cp437", "fs/nls/nls_cp437.ko"),
+    ("nls_ascii", "fs/nls/nls_ascii.ko"),
+];
 const TARGET: f64 = 0.9;
 
 /// The size of each read and write, in KiB.
@@ -73,8 +96,12 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
     file.set_len((u64::from(options.mib) + 16) << 20)?;
     drop(file);
     let disk = Disk { path: image.clone(), read_only: false, sector_size: 512 }.checked()?;
+    let fat_image = fat_image(bench)?;
+    let fat_disk = Disk { path: fat_image.clone(), read_only: false, sector_size: 512 }.checked()?;
 
-    let args = [format!("mib={}", options.mib), format!("chunk_kib={CHUNK_KIB}")];
+    let raw_args = vec![format!("mib={}", options.mib), format!("chunk_kib={CHUNK_KIB}")];
+    let file_args =
+        vec![format!("mib={FILE_MIB}"), format!("chunk_kib={CHUNK_KIB}"), "file=/mnt/bench.bin".to_owned()];
     // Under load a Linux job took about 40 s (13 s of it its boot) and a Xen one 15 s at
     // 256 MiB; allow for a slower disk.
     let timeout = 120.0 + f64::from(options.mib);
@@ -82,15 +109,18 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
     let mut order = Vec::new(); // (round, side): side 0 is Xen, 1 Linux
     for round in 0..options.rounds {
         let sides = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for (args, disk, file) in [(&raw_args, &disk, false), (&file_args, &fat_disk, true)] {
         for side in sides {
             order.push((round, side));
             jobs.push(if side == 0 {
                 let mut argv = vec![b"disk".to_vec()];
                 argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+                let kernel_args = if file { vec![b"xen.mount=xvda:/mnt".to_vec()] } else { Vec::new() };
                 let line = GuestCommandLine {
                     argv,
                     seed: Some(random_seed()?),
                     stdin_eof: true,
+                    kernel_args,
                     ..GuestCommandLine::default()
                 };
                 Job {
@@ -116,24 +146,34 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                 }
             });
         }
+        }
     }
     let results = domu::run_jobs(bench, &jobs, "disk")?;
     let _ = std::fs::remove_file(&image);
+    let _ = std::fs::remove_file(&fat_image);
 
     let mut runs: [Vec<Option<Measured>>; 2] =
         [vec![None; options.rounds], vec![None; options.rounds]];
     let mut failures = Vec::new();
     let mut lengths: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // Each round and side has two runs, the raw disk's and the file's: one `Measured` of both.
+    let mut merged: [Vec<Measured>; 2] =
+        [vec![Measured::default(); options.rounds], vec![Measured::default(); options.rounds]];
     for (&(round, side), result) in order.iter().zip(&results) {
         let measured = measure(side, result);
-        match measured.failure() {
-            None => {
-                if let (Some(b), Some(e)) = (result.begin, result.end) {
-                    lengths[side].push(e - b);
-                }
-                runs[side][round] = Some(measured);
+        if let (Some(b), Some(e)) = (result.begin, result.end) {
+            if measured.trouble.is_none() {
+                lengths[side].push(e - b);
             }
-            Some(why) => failures.push(format!("{} round {}: {why}", SIDES[side], round + 1)),
+        }
+        merged[side][round].merge(measured);
+    }
+    for side in 0..2 {
+        for (round, measured) in merged[side].drain(..).enumerate() {
+            match measured.failure() {
+                None => runs[side][round] = Some(measured),
+                Some(why) => failures.push(format!("{} round {}: {why}", SIDES[side], round + 1)),
+            }
         }
     }
     let heading = format!(
@@ -161,10 +201,13 @@ const SIDES: [&str; 2] = ["Xen", "Linux domU"];
 /// program as `/init` and Debian's `xen-blkfront.ko`, which it loads.
 fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
     let built = build_both(bench, cargo, CRATE, "disk")?;
-    let module = blkfront_module(bench, &built.linux_release)?;
+    let module = kernel_module(bench, &built.linux_release, "drivers/block/xen-blkfront.ko")?;
     let mut cpio = CpioWriter::new(Vec::new());
     cpio.file("init", 0o755, &built.init)?;
     cpio.file("xen-blkfront.ko", 0o644, &module)?;
+    for (name, path) in FAT_MODULES {
+        cpio.file(&format!("{name}.ko"), 0o644, &kernel_module(bench, &built.linux_release, path)?)?;
+    }
     let initramfs = bench.work.join("disk-initramfs.cpio");
     std::fs::write(&initramfs, cpio.finish()?)?;
     Ok(Guests {
@@ -175,9 +218,26 @@ fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
     })
 }
 
-/// `xen-blkfront.ko` of the kernel `release`, from the kernel package the dom0 harness
-/// downloaded (`CACHE/dom0/debs`).
-fn blkfront_module(bench: &Bench, release: &str) -> Result<Vec<u8>> {
+/// A sparse image of twice the file's size and 32 MiB, with a FAT volume of 4 KiB clusters
+/// (`mkfs.fat -s 8`, FAT16 at this size).
+fn fat_image(bench: &Bench) -> Result<PathBuf> {
+    let image = bench.work.join("disk-bench-fat.img");
+    let _ = std::fs::remove_file(&image);
+    std::fs::File::create(&image)?.set_len((u64::from(FILE_MIB) * 2 + 32) << 20)?;
+    let out = Command::new("mkfs.fat")
+        .args(["-s", "8", "-n", "XBENCH"])
+        .arg(&image)
+        .output()
+        .context("running mkfs.fat (dosfstools)")?;
+    if !out.status.success() {
+        bail!("mkfs.fat failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(image)
+}
+
+/// The module at `path` (under `kernel/`) of the kernel `release`, from the kernel package the
+/// dom0 harness downloaded (`CACHE/dom0/debs`).
+fn kernel_module(bench: &Bench, release: &str, path: &str) -> Result<Vec<u8>> {
     let debs = bench.cache.join("dom0/debs");
     let deb = std::fs::read_dir(&debs)
         .with_context(|| format!("reading {}", debs.display()))?
@@ -188,7 +248,7 @@ fn blkfront_module(bench: &Bench, release: &str) -> Result<Vec<u8>> {
             })
         })
         .with_context(|| format!("no linux-image-{release} package in {}", debs.display()))?;
-    let member = format!("./lib/modules/{release}/kernel/drivers/block/xen-blkfront.ko");
+    let member = format!("./lib/modules/{release}/kernel/{path}");
     let out = Command::new("sh")
         .arg("-c")
         .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -xO \"$2\"")
@@ -217,6 +277,16 @@ struct Measured {
 }
 
 impl Measured {
+    /// Adds another run's figures (the file passes to the raw disk's).
+    fn merge(&mut self, other: Measured) {
+        let first = self.rate.is_empty() && !self.done && self.trouble.is_none();
+        self.done = (first || self.done) && other.done;
+        self.rate.extend(other.rate);
+        self.tenths.extend(other.tenths);
+        self.sector_size = self.sector_size.or(other.sector_size.filter(|&s| s > 0));
+        self.trouble = self.trouble.take().or(other.trouble);
+    }
+
     fn failure(&self) -> Option<String> {
         if let Some(why) = &self.trouble {
             return Some(why.clone());
@@ -349,7 +419,11 @@ impl Report<'_> {
              {CHUNK_KIB} KiB pieces and makes them durable (Xen: Disk::sync, a cache flush; \
              Linux: fsync), then reads them back and checks every byte; timed in the guest with \
              Instant. Xen: std::os::xen::blk::Disk. Linux: /dev/xvda with O_DIRECT, its \
-             xen-blkfront loaded by /init. {MEMORY_MIB} MiB and 1 vCPU each; sector size seen: \
+             xen-blkfront loaded by /init. The file rows: a second image with a FAT16 volume \
+             (mkfs.fat -s 8, 4 KiB clusters); each run writes one {FILE_MIB} MiB file through \
+             std::fs in {CHUNK_KIB} KiB pieces, sync_all, opens it again and reads it back; Xen: \
+             the kernel's FAT volume (xen.mount=xvda:/mnt, hadris-fat), Linux: vfat with the \
+             page cache dropped before the read. {MEMORY_MIB} MiB and 1 vCPU each; sector size seen: \
              Xen {}, Linux {}. QEMU's drive: raw file, virtio-blk, QEMU's default cache \
              (writeback) on the host.",
             self.options.mib,
@@ -419,13 +493,24 @@ mod tests {
             ..Default::default()
         };
         let m = measure(1, &result);
-        assert_eq!(m.failure(), None);
+        assert_eq!(m.failure().unwrap(), "incomplete output (missing: fwrite fread)");
+        let file = JobResult {
+            text: ["xbench start sector_size=0 bytes=1", "xbench op=fwrite bytes=10 ns=1", "xbench op=fread bytes=10 ns=2", "xbench done"]
+                .map(String::from)
+                .into(),
+            ..result.clone()
+        };
+        let mut both = Measured::default();
+        both.merge(m.clone());
+        both.merge(measure(1, &file));
+        assert_eq!(both.failure(), None);
+        assert_eq!((both.rate["fwrite"], both.rate["fread"], both.sector_size), (10e9, 5e9, Some(512)));
         assert_eq!(m.rate["write"], 50e6);
         assert_eq!(m.rate["read"], 100e6);
         assert_eq!(m.tenths["write"], [100e6, 25e6]);
         assert_eq!(m.sector_size, Some(512));
         let cut = JobResult { text: result.text[..2].to_vec(), ..result.clone() };
-        assert_eq!(measure(1, &cut).failure().unwrap(), "incomplete output (missing: read)");
+        assert_eq!(measure(1, &cut).failure().unwrap(), "incomplete output (missing: read fwrite fread)");
         let failed = JobResult {
             text: vec!["xbench failed the data read at byte 4096 differs".into()],
             ..result.clone()
@@ -435,7 +520,7 @@ mod tests {
         xen.out.stdout = result.text.join("\n").into_bytes();
         assert!(measure(0, &xen).failure().is_some(), "no exit record");
         xen.out.exit = Some(GuestExit::Status(0));
-        assert_eq!(measure(0, &xen).failure(), None);
+        assert!(measure(0, &xen).trouble.is_none());
         assert_eq!(rate(12_345_678.0), "12.3 MB/s");
     }
 }

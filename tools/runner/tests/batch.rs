@@ -153,7 +153,7 @@ fn runs_every_job_in_one_boot_and_keeps_their_results_apart() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let runs = setup.qemu_runs();
     assert_eq!(runs.len(), 1, "one boot: {runs:?}");
-    assert!(runs[0].contains("-m 736 -smp 2"), "sized for the largest job: {}", runs[0]);
+    assert!(runs[0].contains("-m 992 -smp 2"), "sized for the largest job: {}", runs[0]);
     assert_eq!(results["boots"], 1);
     let jobs = results["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 4);
@@ -271,7 +271,7 @@ fn the_runners_options_are_the_jobs_defaults() {
     let jobs = results["jobs"].as_array().unwrap();
     assert_eq!(jobs[0]["stdout"], "env:K=v \nargs:0\n");
     assert_eq!(jobs[1]["stdout"], "args:0\n");
-    assert!(setup.qemu_runs()[0].contains("-m 672 "), "{:?}", setup.qemu_runs());
+    assert!(setup.qemu_runs()[0].contains("-m 928 "), "{:?}", setup.qemu_runs());
 }
 
 #[test]

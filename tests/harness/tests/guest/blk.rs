@@ -1,6 +1,6 @@
 //! Virtual disks as a domU (docs/fs.md, "Disks"): blkfront connects to dom0's blkback, which
 //! serves a disk image the harness made and QEMU gives dom0 as a virtio drive. The images hold
-//! a known pattern (`pattern`, the same function as tests/guest/src/bin/blk.rs's), so the guest
+//! a known pattern (`pattern`, the same function as tests/guest/src/bin/blk/main.rs's), so the guest
 //! can check what the host wrote and the host what the guest wrote.
 
 use super::DOMU;

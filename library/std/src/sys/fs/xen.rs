@@ -284,12 +284,14 @@ impl File {
     }
 
     pub fn fsync(&self) -> io::Result<()> {
-        // Files live in memory: there is nothing to write back.
-        Ok(())
+        // A file on a mounted disk is written back and the disk flushed; one in memory has
+        // nothing to write.
+        cvt(abi::xk_fs_sync(self.0)).map(drop)
     }
 
     pub fn datasync(&self) -> io::Result<()> {
-        Ok(())
+        // FAT keeps no metadata apart from the data that could be left out.
+        self.fsync()
     }
 
     pub fn lock(&self) -> io::Result<()> {

@@ -9,7 +9,15 @@
 //! cache bypassed), and the program is the domU's `/init`: it loads `xen-blkfront.ko` from
 //! the initramfs itself and powers the domain off at the end.
 //!
-//! It prints `xbench` lines that tools/bench reads:
+//! With `file=PATH` it does the same to one file through `std::fs` instead of the raw disk: the
+//! disk holds a FAT volume (`mkfs.fat` on the host); on Xen the kernel mounted it
+//! (`xen.mount=xvda:/mnt`), on Linux `/init` loads `fat`, `vfat`, `nls_cp437` and `nls_ascii`
+//! and mounts it at `/mnt`, and drops the page cache before reading. It writes in pieces,
+//! `sync_all`s, then opens the file again and reads it back:
+//!
+//!     disk mib=64 chunk_kib=1024 file=/mnt/bench.bin
+//!
+//! It prints `xbench` lines that tools/bench reads (`fwrite` and `fread` for a file):
 //!
 //!     xbench start sector_size=512 bytes=268435456
 //!     xbench op=write bytes=268435456 ns=... tenths_ns=...,...
@@ -23,23 +31,26 @@ use std::time::Instant;
 struct Plan {
     bytes: u64,
     chunk: usize,
+    /// A file to write and read instead of the raw disk.
+    file: Option<String>,
 }
 
 fn plan() -> Result<Plan, String> {
-    let (mut mib, mut chunk_kib) = (256u64, 1024usize);
+    let (mut mib, mut chunk_kib, mut file) = (256u64, 1024usize, None);
     for arg in std::env::args().skip(1) {
         match arg.split_once('=') {
             Some(("mib", v)) => mib = v.parse().map_err(|_| format!("mib={v}: not a number"))?,
             Some(("chunk_kib", v)) => {
                 chunk_kib = v.parse().map_err(|_| format!("chunk_kib={v}: not a number"))?
             }
+            Some(("file", v)) => file = Some(v.to_owned()),
             _ => return Err(format!("{arg}: give mib=N chunk_kib=N")),
         }
     }
     if mib == 0 || chunk_kib == 0 || chunk_kib % 4 != 0 || (mib * 1024) % chunk_kib as u64 != 0 {
         return Err("mib and chunk_kib must be positive, chunk_kib a multiple of 4 dividing mib".into());
     }
-    Ok(Plan { bytes: mib << 20, chunk: chunk_kib << 10 })
+    Ok(Plan { bytes: mib << 20, chunk: chunk_kib << 10, file })
 }
 
 /// The byte pattern of the chunk at `offset`: every 8 bytes hold their own disk offset, so that
@@ -107,6 +118,24 @@ fn pass(
     Ok(())
 }
 
+/// The file passes: write it in pieces and `sync_all`, then (after `before_read`) open it again
+/// and read it back.
+fn file_passes(plan: &Plan, path: &str, before_read: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    use std::io::{Read as _, Write as _};
+    println!("xbench start sector_size=0 bytes={}", plan.bytes);
+    let mut buf = Aligned::new(plan.chunk);
+    let file = std::fs::File::create(path)?;
+    pass("fwrite", plan, &mut buf, |b, off| { fill(b, off); (&file).write_all(b) }, || file.sync_all())?;
+    drop(file);
+    before_read()?;
+    let mut scratch = vec![0u8; plan.chunk];
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() != plan.bytes {
+        return Err(std::io::Error::other("the file's length is not what was written"));
+    }
+    pass("fread", plan, &mut buf, |b, off| { file.read_exact(b)?; check(b, off, &mut scratch) }, || Ok(()))
+}
+
 fn check(buf: &mut [u8], offset: u64, scratch: &mut [u8]) -> std::io::Result<()> {
     fill(scratch, offset);
     if buf != &scratch[..] {
@@ -123,6 +152,9 @@ fn check(buf: &mut [u8], offset: u64, scratch: &mut [u8]) -> std::io::Result<()>
 fn run(plan: &Plan) -> std::io::Result<()> {
     use std::os::xen::blk::Disk;
 
+    if let Some(path) = &plan.file {
+        return file_passes(plan, path, || Ok(()));
+    }
     let disk = Disk::open("xvda")?;
     println!("xbench start sector_size={} bytes={}", disk.sector_size(), disk.len());
     if disk.len() < plan.bytes {
@@ -139,6 +171,10 @@ fn run(plan: &Plan) -> std::io::Result<()> {
     use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 
     let path = linux::xvda()?;
+    if let Some(file) = &plan.file {
+        linux::mount_vfat()?;
+        return file_passes(plan, file, linux::drop_caches);
+    }
     const O_DIRECT: i32 = 0o40000;
     let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(O_DIRECT).open(&path)?;
     let len = file.metadata()?.len().max(linux::size_of(&path));
@@ -255,6 +291,36 @@ mod linux {
             );
         }
         ret
+    }
+
+    /// Loads the FAT modules (from the initramfs) and mounts `/dev/xvda` at `/mnt` as vfat.
+    pub fn mount_vfat() -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        for name in ["fat", "vfat", "nls_cp437", "nls_ascii"] {
+            let module = std::fs::File::open(format!("/{name}.ko"))?;
+            let ret = syscall4(SYS_FINIT_MODULE, module.as_raw_fd() as usize, c"".as_ptr() as usize, 0, 0);
+            if ret < 0 {
+                return Err(std::io::Error::other(format!("finit_module({name}): {ret}")));
+            }
+        }
+        std::fs::create_dir_all("/mnt")?;
+        let ret = mount(c"/dev/xvda", c"/mnt", c"vfat");
+        if ret < 0 {
+            return Err(std::io::Error::other(format!("mounting /dev/xvda as vfat: {ret}")));
+        }
+        Ok(())
+    }
+
+    /// Writes back and drops the page cache, so that reading the file reads the disk.
+    pub fn drop_caches() -> std::io::Result<()> {
+        if std::fs::metadata("/proc/sys").is_err() {
+            std::fs::create_dir_all("/proc")?;
+            let ret = mount(c"proc", c"/proc", c"proc");
+            if ret < 0 {
+                return Err(std::io::Error::other(format!("mounting /proc: {ret}")));
+            }
+        }
+        std::fs::write("/proc/sys/vm/drop_caches", b"3\n")
     }
 
     /// The disk's size from sysfs (a block device's metadata says 0).

@@ -6,7 +6,7 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 7;
+pub const XK_ABI_VERSION: u32 = 8;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
@@ -121,6 +121,7 @@ unsafe extern "C" {
     pub fn xk_fs_getcwd(out: *mut u8, cap: usize) -> isize;
     pub fn xk_fs_chdir(path: *const u8, len: usize) -> isize;
     pub fn xk_fs_canonicalize(path: *const u8, len: usize, out: *mut u8, cap: usize) -> isize;
+    pub safe fn xk_fs_sync(handle: u64) -> isize;
     pub fn xk_net_open(index: u32, mac: *mut u8) -> i64;
     pub fn xk_net_recv(handle: u64, buf: *mut u8, cap: usize, deadline_ns: u64) -> isize;
     pub fn xk_net_send(handle: u64, buf: *const u8, len: usize, deadline_ns: u64) -> isize;

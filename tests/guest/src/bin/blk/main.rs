@@ -9,6 +9,9 @@
 //!     blk readonly   a disk attached read-only (seed 3): reads work, writes fail
 //!     blk sector4k   a disk with 4 KiB logical sectors (seed 4): 512-byte I/O is refused,
 //!                    seed 5 is written over 8 KiB .. 76 KiB
+//!     blk fat ...    a FAT volume on the disk through `std::fs` (`fat.rs`)
+//!
+//! (One program for both, so that the harness's dom0 carries one image more, not two.)
 
 /// The pattern's byte at `offset`: one splitmix64 value per 8-byte word.
 fn pattern(seed: u64, offset: u64) -> u8 {
@@ -123,13 +126,17 @@ mod xen {
             Some("verify") => verify(),
             Some("readonly") => readonly(),
             Some("sector4k") => sector4k(),
+            Some("fat") => super::fat::main(),
             _ => {
-                eprintln!("usage: blk write|verify|readonly|sector4k");
+                eprintln!("usage: blk write|verify|readonly|sector4k|fat MODE");
                 std::process::exit(2);
             }
         }
     }
 }
+
+#[cfg(target_os = "xen")]
+mod fat;
 
 #[cfg(target_os = "xen")]
 fn main() {

@@ -1,0 +1,895 @@
+//! A FAT volume on a disk, with open-file handles, as `std::fs` sees it: `hadris-fat` does the
+//! on-disk format; this module gives it Linux's semantics and errors (`docs/fs.md`, "A
+//! filesystem on a disk").
+//!
+//! Paths reach it relative to the volume's root, already split by the mount table
+//! ([`super::mount`]): components without `.`, `..` or empty ones. Names match as Linux's
+//! `vfat` matches them: case-insensitively, keeping the case they were created with.
+//!
+//! Contents: a handle open only for reading reads the disk through the crate's reader (kept
+//! with the file's cluster chain, so sequential reads cost no FAT walk). A handle open for
+//! writing holds the whole file in memory ([`Data`], frames from the allocator), loaded at
+//! open (unless truncated), and writes it back through the crate's writer when it is closed,
+//! on `sync_all`/`sync_data`, and when the program exits; `sync_all` then flushes the disk.
+//! FIXME: so a file being written must fit in memory, and each write-back rewrites the whole
+//! file; a writer that streams sequential writes straight to the disk would retire this.
+//!
+//! The crate's volume is leaked at mount (mounts live for the guest's life), so that readers
+//! can borrow it for `'static` and live in the handles. Everything is pure logic over
+//! [`Sectors`], tested on the host with a FAT image the crate formats in memory.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use hadris_fat::Error as FatError;
+use hadris_fat::sync::read::FileReader;
+use hadris_fat::sync::{FatDir, FatVolume, FatVolumeReadExt, FatVolumeWriteExt, FileEntry, SeekFrom};
+use hadris_fat::time::{FatDateTime, TimeProvider};
+
+use super::blockcache::{BlockCache, CacheRef, Sectors};
+use super::data::Data;
+use super::errno::Errno;
+use super::tree::{MAX_HANDLES, NAME_MAX, Stat, Time, Whence, flags::*};
+
+type Volume<D> = FatVolume<CacheRef<D>>;
+
+/// The clock that stamps entries: set by the kernel at boot.
+static CLOCK: spin::Once<fn() -> Time> = spin::Once::new();
+
+/// Gives the FAT volumes their clock (Xen's wallclock in the guest).
+pub fn set_clock(now: fn() -> Time) {
+    CLOCK.call_once(|| now);
+}
+
+fn now() -> Time {
+    CLOCK.get().map_or(Time { secs: 0, nanos: 0 }, |f| f())
+}
+
+#[derive(Debug)]
+struct Clock;
+
+impl TimeProvider for Clock {
+    fn now(&self) -> FatDateTime {
+        to_fat(now())
+    }
+}
+
+static CLOCK_PROVIDER: Clock = Clock;
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A FAT time stamp as UTC (as Linux mounts `vfat` without `tz=`: local time taken as UTC).
+fn from_fat(t: FatDateTime) -> Time {
+    let year = 1980 + i64::from(t.date >> 9);
+    let month = i64::from((t.date >> 5) & 0xf).clamp(1, 12);
+    let day = i64::from(t.date & 0x1f).max(1);
+    let secs = i64::from(t.time >> 11) * 3600 + i64::from((t.time >> 5) & 0x3f) * 60 + i64::from(t.time & 0x1f) * 2;
+    let tenth = u32::from(t.time_tenth.min(199));
+    Time {
+        secs: days_from_civil(year, month, day) * 86_400 + secs + i64::from(tenth / 100),
+        nanos: tenth % 100 * 10_000_000,
+    }
+}
+
+fn to_fat(t: Time) -> FatDateTime {
+    let secs = t.secs.max(days_from_civil(1980, 1, 1) * 86_400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    let mut fat =
+        FatDateTime::new(y.min(2107) as u16, m as u8, d as u8, (s / 3600) as u8, (s / 60 % 60) as u8, (s % 60) as u8);
+    fat.time_tenth = ((s % 2) * 100) as u8 + (t.nanos / 10_000_000) as u8;
+    fat
+}
+
+/// A path inside the volume, split into its components.
+#[derive(Clone, Debug)]
+struct Components(Vec<String>);
+
+impl Components {
+    fn parse(path: &[u8]) -> Result<Components, Errno> {
+        let text = core::str::from_utf8(path).map_err(|_| Errno::EINVAL)?;
+        let mut parts = Vec::new();
+        for part in text.split('/').filter(|p| !p.is_empty()) {
+            if part.len() > NAME_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            parts.push(String::from(part));
+        }
+        Ok(Components(parts))
+    }
+
+    fn split_last(&self) -> Option<(&[String], &str)> {
+        self.0.split_last().map(|(last, rest)| (rest, last.as_str()))
+    }
+}
+
+/// What a path names: the root, or an entry of a directory.
+enum Node {
+    Root,
+    Entry(FileEntry),
+}
+
+impl Node {
+    fn is_dir(&self) -> bool {
+        match self {
+            Node::Root => true,
+            Node::Entry(e) => e.is_directory(),
+        }
+    }
+}
+
+struct Handle {
+    path: Components,
+    is_dir: bool,
+    pos: u64,
+    read: bool,
+    write: bool,
+    append: bool,
+    /// The entry as it was when the reader was made.
+    entry: Option<FileEntry>,
+    /// The crate's reader, with the file's chain; dropped whenever the volume changes.
+    reader: Option<FileReader<'static, CacheRef<D0>>>,
+    /// A writable handle's contents, and whether they changed since the last write-back.
+    contents: Option<Data>,
+    dirty: bool,
+}
+
+/// A placeholder for the reader's type parameter; see [`FatFs`]'s `D`.
+type D0 = super::blockcache::AnyDisk;
+
+/// A mounted FAT volume with its handles.
+pub struct FatFs {
+    vol: &'static Volume<D0>,
+    cache: Arc<spin::Mutex<BlockCache<D0>>>,
+    read_only: bool,
+    handles: Vec<Option<Handle>>,
+}
+
+// SAFETY: the volume (which holds `Cell`s, so is not `Sync`) is reached only through this
+// `FatFs`: the reference is leaked at mount and kept nowhere else, and the readers that borrow
+// it live in `handles`. The kernel keeps each `FatFs` behind one sleeping mutex, so no two
+// threads touch the volume at once.
+unsafe impl Send for FatFs {}
+
+/// The `errno` for one of the crate's errors.
+fn errno_of(e: &FatError) -> Errno {
+    match e {
+        FatError::EntryNotFound => Errno::ENOENT,
+        FatError::NotADirectory => Errno::ENOTDIR,
+        FatError::NotAFile => Errno::EISDIR,
+        FatError::InvalidPath | FatError::InvalidFilename => Errno::EINVAL,
+        FatError::NoFreeSpace | FatError::DirectoryFull => Errno::ENOSPC,
+        FatError::AlreadyExists => Errno::EEXIST,
+        FatError::DirectoryNotEmpty => Errno::ENOTEMPTY,
+        FatError::WriterConflict => Errno::EBUSY,
+        _ => Errno::EIO,
+    }
+}
+
+impl FatFs {
+    /// Mounts the FAT volume on `disk`; `read_only` refuses every write (nothing is ever
+    /// written to the disk then). A disk without a FAT volume, or a corrupt one, is an error
+    /// with the crate's description of it.
+    pub fn mount(disk: D0, read_only: bool) -> Result<FatFs, (Errno, String)> {
+        let read_only = read_only || disk.read_only();
+        let cache = Arc::new(spin::Mutex::new(BlockCache::new(disk, read_only)));
+        let vol = FatVolume::builder(CacheRef(cache.clone())).time_provider(&CLOCK_PROVIDER).open().map_err(|e| {
+            let errno = cache.lock().take_error().unwrap_or(Errno::EINVAL);
+            (errno, alloc::format!("{e}"))
+        })?;
+        let vol: &'static Volume<D0> = alloc::boxed::Box::leak(alloc::boxed::Box::new(vol));
+        Ok(FatFs { vol, cache, read_only, handles: Vec::new() })
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The FAT type and size, for the mount's log line.
+    pub fn describe(&self) -> (hadris_fat::sync::FatType, u64) {
+        (self.vol.fat_type(), self.cache.lock().disk().len())
+    }
+
+    /// The errno of a crate error: the disk's own, if the disk failed.
+    fn err(&self, e: FatError) -> Errno {
+        let disk = self.cache.lock().take_error();
+        match e {
+            FatError::Io(_) | FatError::IoContext { .. } => disk.unwrap_or(Errno::EIO),
+            _ => errno_of(&e),
+        }
+    }
+
+    fn writable(&self) -> Result<(), Errno> {
+        if self.read_only { Err(Errno::EROFS) } else { Ok(()) }
+    }
+
+    /// The directory that the components name.
+    fn dir(&self, parts: &[String]) -> Result<FatDir<'static, CacheRef<D0>>, Errno> {
+        let mut dir = self.vol.root_dir();
+        for part in parts {
+            let entry = dir.find(part).map_err(|e| self.err(e))?.ok_or(Errno::ENOENT)?;
+            if !entry.is_directory() {
+                return Err(Errno::ENOTDIR);
+            }
+            dir = self.vol.open_dir_entry(&entry).map_err(|e| self.err(e))?;
+        }
+        Ok(dir)
+    }
+
+    /// What the path names, if it exists (its parent must).
+    fn find(&self, path: &Components) -> Result<Option<Node>, Errno> {
+        let Some((parent, name)) = path.split_last() else { return Ok(Some(Node::Root)) };
+        let dir = self.dir(parent)?;
+        Ok(dir.find(name).map_err(|e| self.err(e))?.map(Node::Entry))
+    }
+
+    fn lookup(&self, path: &[u8], wants_dir: bool) -> Result<(Components, Node), Errno> {
+        let parts = Components::parse(path)?;
+        let node = self.find(&parts)?.ok_or(Errno::ENOENT)?;
+        if wants_dir && !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok((parts, node))
+    }
+
+    fn stat_of(node: &Node, contents: Option<&Data>) -> Stat {
+        match node {
+            Node::Root => {
+                Stat { ino: 1, is_dir: true, perm: 0o755, size: 0, modified: Time::default(), created: Time::default() }
+            }
+            Node::Entry(e) => Stat {
+                ino: e.cluster().0 | 1 << 40,
+                is_dir: e.is_directory(),
+                perm: if e.is_directory() { 0o755 } else { 0o644 },
+                size: contents.map_or(e.len(), Data::len),
+                modified: from_fat(e.modified()),
+                created: from_fat(e.created()),
+            },
+        }
+    }
+
+    /// What `stat` says of `path`.
+    pub fn stat(&self, path: &[u8], wants_dir: bool) -> Result<Stat, Errno> {
+        let (_, node) = self.lookup(path, wants_dir)?;
+        Ok(Self::stat_of(&node, None))
+    }
+
+    /// Opens (and perhaps creates) `path` with `open(2)`'s flags; returns a handle.
+    pub fn open(&mut self, path: &[u8], wants_dir: bool, open_flags: u32) -> Result<usize, Errno> {
+        let (read, write) = match open_flags & O_ACCMODE {
+            O_RDONLY => (true, false),
+            O_WRONLY => (false, true),
+            O_RDWR => (true, true),
+            _ => return Err(Errno::EINVAL),
+        };
+        let parts = Components::parse(path)?;
+        let node = match self.find(&parts)? {
+            Some(_) if open_flags & O_CREAT != 0 && open_flags & O_EXCL != 0 => return Err(Errno::EEXIST),
+            Some(node) => {
+                if node.is_dir() && write {
+                    return Err(Errno::EISDIR);
+                }
+                if !node.is_dir() && (wants_dir || open_flags & O_DIRECTORY != 0) {
+                    return Err(Errno::ENOTDIR);
+                }
+                if write {
+                    self.writable()?;
+                }
+                node
+            }
+            None if open_flags & O_CREAT == 0 => return Err(Errno::ENOENT),
+            None => {
+                let (parent, name) = parts.split_last().ok_or(Errno::EISDIR)?;
+                if wants_dir {
+                    return Err(Errno::EISDIR);
+                }
+                self.writable()?;
+                let dir = self.dir(parent)?;
+                let entry = self.vol.create_file(&dir, name).map_err(|e| self.err(e))?;
+                self.changed();
+                Node::Entry(entry)
+            }
+        };
+        let is_dir = node.is_dir();
+        let contents = if write {
+            let Node::Entry(entry) = &node else { return Err(Errno::EISDIR) };
+            Some(if open_flags & O_TRUNC != 0 { Data::new() } else { self.load(entry)? })
+        } else {
+            None
+        };
+        // A truncation is a change, written back at close like any other.
+        let dirty = write && open_flags & O_TRUNC != 0;
+        let entry = if let Node::Entry(e) = node { Some(e) } else { None };
+        let handle = Handle {
+            path: parts,
+            is_dir,
+            pos: 0,
+            read,
+            write,
+            append: open_flags & O_APPEND != 0,
+            entry,
+            reader: None,
+            contents,
+            dirty,
+        };
+        let slot = match self.handles.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None if self.handles.len() < MAX_HANDLES => {
+                self.handles.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
+                self.handles.push(None);
+                self.handles.len() - 1
+            }
+            None => return Err(Errno::EMFILE),
+        };
+        self.handles[slot] = Some(handle);
+        Ok(slot)
+    }
+
+    /// A file's contents, read into memory.
+    fn load(&self, entry: &FileEntry) -> Result<Data, Errno> {
+        let mut data = Data::new();
+        let mut reader = self.vol.read_file(entry).map_err(|e| self.err(e))?;
+        let mut buf = alloc::vec![0u8; 64 << 10];
+        let mut pos = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| self.err(e))?;
+            if n == 0 {
+                return Ok(data);
+            }
+            data.write(pos, &buf[..n])?;
+            pos += n as u64;
+        }
+    }
+
+    /// Forgets every handle's reader: the volume changed, so chains may have.
+    fn changed(&mut self) {
+        for h in self.handles.iter_mut().flatten() {
+            h.reader = None;
+            h.entry = None;
+        }
+    }
+
+    fn handle(&mut self, handle: usize) -> Result<&mut Handle, Errno> {
+        self.handles.get_mut(handle).and_then(Option::as_mut).ok_or(Errno::EBADF)
+    }
+
+    /// Writes a handle's contents back to the volume if they changed.
+    fn write_back(&mut self, handle: usize) -> Result<(), Errno> {
+        let h = self.handle(handle)?;
+        if !h.dirty {
+            return Ok(());
+        }
+        let path = h.path.clone();
+        let Some(Node::Entry(entry)) = self.find(&path)? else { return Err(Errno::ENOENT) };
+        let h = self.handles[handle].as_mut().expect("checked above");
+        let data = h.contents.as_ref().expect("a writable handle");
+        let result = write_file(self.vol, &entry, data);
+        self.changed();
+        result.map_err(|e| self.err(e))?;
+        self.handles[handle].as_mut().expect("checked above").dirty = false;
+        Ok(())
+    }
+
+    /// Closes a handle, writing its changes back.
+    pub fn close(&mut self, handle: usize) -> Result<(), Errno> {
+        let result = self.write_back(handle);
+        self.handle(handle)?;
+        self.handles[handle] = None;
+        result?;
+        self.cache.lock().write_back()
+    }
+
+    /// Writes a handle's changes back, then everything to the disk, and flushes the disk
+    /// (`fsync`).
+    pub fn sync(&mut self, handle: usize) -> Result<(), Errno> {
+        self.write_back(handle)?;
+        self.sync_volume()
+    }
+
+    fn sync_volume(&mut self) -> Result<(), Errno> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.vol.sync().map_err(|e| self.err(e))?;
+        self.cache.lock().sync()
+    }
+
+    /// Writes back every handle's changes and flushes the disk, as at exit.
+    pub fn sync_all(&mut self) -> Result<(), Errno> {
+        let mut first = Ok(());
+        for handle in 0..self.handles.len() {
+            if self.handles[handle].is_some() {
+                let result = self.write_back(handle);
+                first = first.and(result);
+            }
+        }
+        first.and(self.sync_volume())
+    }
+
+    /// Reads from the handle's position, moving it on.
+    pub fn read(&mut self, handle: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+        let vol = self.vol;
+        let h = self.handle(handle)?;
+        if !h.read {
+            return Err(Errno::EBADF);
+        }
+        if h.is_dir {
+            return Err(Errno::EISDIR);
+        }
+        if let Some(data) = &h.contents {
+            let n = data.read(h.pos, buf);
+            h.pos += n as u64;
+            return Ok(n);
+        }
+        if h.reader.is_none() {
+            let path = h.path.clone();
+            let Some(Node::Entry(entry)) = self.find(&path)? else { return Err(Errno::ENOENT) };
+            let reader = vol.read_file(&entry).and_then(FileReader::with_cached_chain).map_err(|e| self.err(e))?;
+            let h = self.handles[handle].as_mut().expect("checked above");
+            h.entry = Some(entry);
+            h.reader = Some(reader);
+        }
+        let h = self.handles[handle].as_mut().expect("checked above");
+        let reader = h.reader.as_mut().expect("made above");
+        let pos = h.pos;
+        let result = reader.seek(SeekFrom::Start(pos)).and_then(|_| reader.read(buf));
+        match result {
+            Ok(n) => {
+                h.pos += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                h.reader = None;
+                Err(self.err(e))
+            }
+        }
+    }
+
+    /// Writes at the handle's position (at the end when opened to append), moving it on.
+    pub fn write(&mut self, handle: usize, buf: &[u8]) -> Result<usize, Errno> {
+        let h = self.handle(handle)?;
+        if !h.write {
+            return Err(Errno::EBADF);
+        }
+        let data = h.contents.as_mut().expect("a writable handle");
+        let pos = if h.append { data.len() } else { h.pos };
+        // FAT keeps sizes in 32 bits.
+        if pos.saturating_add(buf.len() as u64) > u64::from(u32::MAX) {
+            return Err(Errno::EFBIG);
+        }
+        let n = data.write(pos, buf)?;
+        h.pos = pos + n as u64;
+        h.dirty |= n > 0;
+        Ok(n)
+    }
+
+    /// Moves the handle's position; returns the new one.
+    pub fn seek(&mut self, handle: usize, offset: i64, whence: Whence) -> Result<u64, Errno> {
+        let size = self.fstat(handle)?.size;
+        let h = self.handle(handle)?;
+        let base = match whence {
+            Whence::Start => 0,
+            Whence::Current => h.pos,
+            Whence::End => size,
+        };
+        let pos = (base as i128) + offset as i128;
+        if pos < 0 || pos > i64::MAX as i128 {
+            return Err(Errno::EINVAL);
+        }
+        h.pos = pos as u64;
+        Ok(pos as u64)
+    }
+
+    /// What `fstat` says of the handle's file.
+    pub fn fstat(&mut self, handle: usize) -> Result<Stat, Errno> {
+        let path = self.handle(handle)?.path.clone();
+        let node = self.find(&path)?.ok_or(Errno::ENOENT)?;
+        let h = self.handles[handle].as_ref().expect("checked above");
+        Ok(Self::stat_of(&node, h.contents.as_ref()))
+    }
+
+    /// Cuts or extends the handle's file (`ftruncate`), which must be open for writing.
+    pub fn set_len(&mut self, handle: usize, len: u64) -> Result<(), Errno> {
+        let h = self.handle(handle)?;
+        if !h.write {
+            return Err(Errno::EINVAL);
+        }
+        if len > u64::from(u32::MAX) {
+            return Err(Errno::EFBIG);
+        }
+        h.contents.as_mut().expect("a writable handle").set_len(len)?;
+        h.dirty = true;
+        Ok(())
+    }
+
+    /// Permission bits are not kept on FAT: a change is accepted and has no effect (as Linux's
+    /// `vfat` mounted with `quiet`), or fails with `EROFS` on a read-only volume.
+    pub fn set_perm(&mut self, path: &[u8], wants_dir: bool) -> Result<(), Errno> {
+        self.lookup(path, wants_dir)?;
+        self.writable()
+    }
+
+    /// Lists a directory: names and whether each is a directory, without `.` and `..`.
+    pub fn read_dir(&self, path: &[u8]) -> Result<Vec<(String, bool)>, Errno> {
+        let (parts, node) = self.lookup(path, true)?;
+        if !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let dir = self.dir(&parts.0)?;
+        let mut names = Vec::new();
+        let mut entries = dir.entries();
+        while let Some(entry) = entries.next_entry() {
+            let hadris_fat::sync::DirectoryEntry::Entry(entry) = entry.map_err(|e| self.err(e))?;
+            let name = entry.name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            names.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
+            names.push((String::from(&*name), entry.is_directory()));
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Creates the directory `path`.
+    pub fn mkdir(&mut self, path: &[u8]) -> Result<(), Errno> {
+        let parts = Components::parse(path)?;
+        let Some((parent, name)) = parts.split_last() else { return Err(Errno::EEXIST) };
+        let dir = self.dir(parent)?;
+        if dir.find(name).map_err(|e| self.err(e))?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        self.writable()?;
+        self.vol.create_dir(&dir, name).map_err(|e| self.err(e))?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes the file (`is_dir` false) or the empty directory `path`.
+    pub fn remove(&mut self, path: &[u8], is_dir: bool) -> Result<(), Errno> {
+        let parts = Components::parse(path)?;
+        let Some(Node::Entry(entry)) = self.find(&parts)? else {
+            return Err(if parts.0.is_empty() { Errno::EBUSY } else { Errno::ENOENT });
+        };
+        match (is_dir, entry.is_directory()) {
+            (true, false) => return Err(Errno::ENOTDIR),
+            (false, true) => return Err(Errno::EISDIR),
+            _ => {}
+        }
+        self.writable()?;
+        let result = self.vol.delete(&entry);
+        self.changed();
+        result.map_err(|e| self.err(e))
+    }
+
+    /// Renames `old` to `new` inside the volume, replacing a file or an empty directory that
+    /// `new` names, as `rename(2)`.
+    ///
+    /// FIXME: replacing is a removal and then a rename, two steps on the disk, not the one
+    /// atomic step Linux makes of it; a crash between them loses the replaced file.
+    pub fn rename(&mut self, old: &[u8], new: &[u8], new_wants_dir: bool) -> Result<(), Errno> {
+        let from = Components::parse(old)?;
+        let to = Components::parse(new)?;
+        let Some(Node::Entry(entry)) = self.find(&from)? else {
+            return Err(if from.0.is_empty() { Errno::EBUSY } else { Errno::ENOENT });
+        };
+        let Some((to_parent, to_name)) = to.split_last() else { return Err(Errno::EBUSY) };
+        if new_wants_dir && !entry.is_directory() {
+            return Err(Errno::ENOTDIR);
+        }
+        if entry.is_directory()
+            && to.0.len() > from.0.len()
+            && to.0[..from.0.len()].iter().zip(&from.0).all(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
+            return Err(Errno::EINVAL);
+        }
+        let dest = self.dir(to_parent)?;
+        if let Some(existing) = dest.find(to_name).map_err(|e| self.err(e))? {
+            let same = existing.cluster() == entry.cluster() && existing.name() == entry.name();
+            if same && existing.name() == to_name {
+                return Ok(());
+            }
+            if !same {
+                match (entry.is_directory(), existing.is_directory()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    _ => {}
+                }
+                self.writable()?;
+                self.vol.delete(&existing).map_err(|e| self.err(e))?;
+                self.changed();
+            }
+        }
+        self.writable()?;
+        // The lookups again: deleting may have moved nothing, but entries are revalidated.
+        let Some(Node::Entry(entry)) = self.find(&from)? else { return Err(Errno::ENOENT) };
+        let dest = self.dir(to_parent)?;
+        let result = self.vol.rename(&entry, &dest, to_name);
+        self.changed();
+        result.map(|_| ()).map_err(|e| self.err(e))
+    }
+}
+
+/// Writes `data` as the whole contents of the file `entry`.
+fn write_file(vol: &'static Volume<D0>, entry: &FileEntry, data: &Data) -> Result<(), FatError> {
+    let mut writer = vol.write_file(entry)?;
+    let mut buf = alloc::vec![0u8; 64 << 10];
+    let mut pos = 0u64;
+    while pos < data.len() {
+        let n = data.read(pos, &mut buf);
+        writer.write(&buf[..n])?;
+        pos += n as u64;
+    }
+    writer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::blockcache::memdisk::MemDisk;
+    use super::*;
+    use hadris_fat::sync::format::{FatFormatOptions, FatVolumeFormatter};
+
+    const MIB: usize = 1 << 20;
+
+    /// A FAT image of `len` bytes, formatted by the crate, with a label.
+    fn image(len: usize) -> Vec<u8> {
+        let disk = MemDisk::new(len, 512);
+        let shared = disk.shared.clone();
+        let cache = Arc::new(spin::Mutex::new(BlockCache::new(disk, false)));
+        let vol =
+            FatVolumeFormatter::format(CacheRef(cache.clone()), FatFormatOptions::new(len as u64).volume_label("TEST"))
+                .unwrap();
+        drop(vol);
+        cache.lock().write_back().unwrap();
+        let bytes = shared.lock().unwrap().clone();
+        bytes
+    }
+
+    fn mount(bytes: Vec<u8>, read_only: bool) -> (FatFs, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+        set_clock(|| Time { secs: 1_767_225_600 + 3_600, nanos: 0 });
+        let disk = MemDisk::from_bytes(bytes, 512);
+        let shared = disk.shared.clone();
+        (FatFs::mount(Box::new(disk), read_only).unwrap(), shared)
+    }
+
+    fn put(fs: &mut FatFs, path: &str, data: &[u8]) {
+        let h = fs.open(path.as_bytes(), false, O_WRONLY | O_CREAT | O_TRUNC).unwrap();
+        assert_eq!(fs.write(h, data), Ok(data.len()));
+        fs.close(h).unwrap();
+    }
+
+    fn get(fs: &mut FatFs, path: &str) -> Result<Vec<u8>, Errno> {
+        let h = fs.open(path.as_bytes(), false, O_RDONLY)?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 3000];
+        loop {
+            let n = fs.read(h, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        fs.close(h)?;
+        Ok(out)
+    }
+
+    fn names(fs: &FatFs, path: &str) -> Vec<String> {
+        fs.read_dir(path.as_bytes()).unwrap().into_iter().map(|(n, d)| if d { n + "/" } else { n }).collect()
+    }
+
+    #[test]
+    fn files_survive_a_remount() {
+        let (mut fs, shared) = mount(image(8 * MIB), false);
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        fs.mkdir(b"dir").unwrap();
+        fs.mkdir(b"dir/sub").unwrap();
+        put(&mut fs, "dir/sub/big.bin", &big);
+        put(&mut fs, "A Long Name.txt", b"hello");
+        let h = fs.open(b"A Long Name.txt", false, O_WRONLY | O_APPEND).unwrap();
+        fs.write(h, b", world").unwrap();
+        fs.sync(h).unwrap();
+        fs.close(h).unwrap();
+        fs.sync_all().unwrap();
+        let bytes = shared.lock().unwrap().clone();
+        drop(fs);
+
+        let (mut fs, _) = mount(bytes, false);
+        assert_eq!(names(&fs, ""), ["A Long Name.txt", "dir/"]);
+        assert_eq!(names(&fs, "dir"), ["sub/"]);
+        assert_eq!(get(&mut fs, "dir/sub/big.bin").unwrap(), big);
+        assert_eq!(get(&mut fs, "a long name.TXT").unwrap(), b"hello, world", "names match without case");
+        let st = fs.stat(b"dir/sub/big.bin", false).unwrap();
+        assert_eq!((st.size, st.is_dir), (300_000, false));
+        assert!(fs.stat(b"dir", true).unwrap().is_dir);
+        assert_eq!(st.modified.secs, 1_767_225_600 + 3_600, "the clock's time, to FAT's 2 s");
+    }
+
+    #[test]
+    fn seeks_holes_and_lengths() {
+        let (mut fs, _) = mount(image(4 * MIB), false);
+        let h = fs.open(b"f", false, O_RDWR | O_CREAT).unwrap();
+        fs.write(h, b"abc").unwrap();
+        assert_eq!(fs.seek(h, 10, Whence::Start), Ok(10));
+        fs.write(h, b"z").unwrap();
+        assert_eq!(fs.fstat(h).unwrap().size, 11);
+        fs.seek(h, 0, Whence::Start).unwrap();
+        let mut buf = [9u8; 20];
+        assert_eq!(fs.read(h, &mut buf), Ok(11));
+        assert_eq!(&buf[..11], b"abc\0\0\0\0\0\0\0z");
+        fs.set_len(h, 2).unwrap();
+        fs.close(h).unwrap();
+        assert_eq!(get(&mut fs, "f").unwrap(), b"ab");
+        // Reading while another handle wrote: the reader sees the new contents after close.
+        let r = fs.open(b"f", false, O_RDONLY).unwrap();
+        put(&mut fs, "f", b"longer contents");
+        let mut buf = [0u8; 32];
+        assert_eq!(fs.read(r, &mut buf), Ok(15));
+        assert_eq!(fs.write(r, b"x"), Err(Errno::EBADF));
+        assert_eq!(fs.set_len(r, 0), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn errors_as_on_linux() {
+        let (mut fs, _) = mount(image(4 * MIB), false);
+        put(&mut fs, "file", b"x");
+        fs.mkdir(b"d").unwrap();
+        put(&mut fs, "d/inner", b"y");
+        assert_eq!(fs.open(b"missing", false, O_RDONLY), Err(Errno::ENOENT));
+        assert_eq!(fs.open(b"nodir/x", false, O_WRONLY | O_CREAT), Err(Errno::ENOENT));
+        assert_eq!(fs.open(b"file", false, O_WRONLY | O_CREAT | O_EXCL), Err(Errno::EEXIST));
+        assert_eq!(fs.open(b"d", false, O_WRONLY), Err(Errno::EISDIR));
+        assert_eq!(fs.open(b"file/x", false, O_RDONLY), Err(Errno::ENOTDIR));
+        assert_eq!(fs.open(b"file", true, O_RDONLY), Err(Errno::ENOTDIR));
+        assert_eq!(fs.mkdir(b"d"), Err(Errno::EEXIST));
+        assert_eq!(fs.mkdir(b"FILE"), Err(Errno::EEXIST));
+        assert_eq!(fs.remove(b"d", true), Err(Errno::ENOTEMPTY));
+        assert_eq!(fs.remove(b"d", false), Err(Errno::EISDIR));
+        assert_eq!(fs.remove(b"file", true), Err(Errno::ENOTDIR));
+        assert_eq!(fs.remove(b"", true), Err(Errno::EBUSY));
+        assert_eq!(fs.read_dir(b"file"), Err(Errno::ENOTDIR));
+        assert_eq!(fs.rename(b"d", b"d/inner2", false), Err(Errno::EINVAL));
+        assert_eq!(fs.rename(b"file", b"d", false), Err(Errno::EISDIR));
+        assert_eq!(fs.rename(b"missing", b"x", false), Err(Errno::ENOENT));
+        let dh = fs.open(b"d", false, O_RDONLY).unwrap();
+        assert_eq!(fs.read(dh, &mut [0u8; 4]), Err(Errno::EISDIR));
+        // Rename replaces a file, moves into directories, changes case.
+        put(&mut fs, "other", b"other");
+        fs.rename(b"other", b"file", false).unwrap();
+        assert_eq!(get(&mut fs, "file").unwrap(), b"other");
+        fs.rename(b"file", b"d/moved", false).unwrap();
+        fs.rename(b"d/moved", b"d/MOVED", false).unwrap();
+        assert_eq!(names(&fs, "d"), ["MOVED", "inner"]);
+        fs.remove(b"d/inner", false).unwrap();
+        fs.remove(b"d/MOVED", false).unwrap();
+        fs.remove(b"d", true).unwrap();
+        assert_eq!(names(&fs, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn read_only_writes_nothing() {
+        let (mut fs, shared) = mount(image(4 * MIB), false);
+        put(&mut fs, "keep", b"kept");
+        fs.mkdir(b"d").unwrap();
+        fs.sync_all().unwrap();
+        let before = shared.lock().unwrap().clone();
+        drop(fs);
+        let (mut fs, shared) = mount(before.clone(), true);
+        assert_eq!(get(&mut fs, "keep").unwrap(), b"kept");
+        assert_eq!(fs.open(b"keep", false, O_WRONLY), Err(Errno::EROFS));
+        assert_eq!(fs.open(b"new", false, O_WRONLY | O_CREAT), Err(Errno::EROFS));
+        assert_eq!(fs.open(b"keep", false, O_WRONLY | O_CREAT | O_EXCL), Err(Errno::EEXIST));
+        assert_eq!(fs.mkdir(b"e"), Err(Errno::EROFS));
+        assert_eq!(fs.remove(b"keep", false), Err(Errno::EROFS));
+        assert_eq!(fs.remove(b"d", true), Err(Errno::EROFS));
+        assert_eq!(fs.rename(b"keep", b"k2", false), Err(Errno::EROFS));
+        assert_eq!(fs.open(b"missing", false, O_RDONLY), Err(Errno::ENOENT));
+        fs.sync_all().unwrap();
+        assert!(*shared.lock().unwrap() == before, "a read-only volume's disk is never written");
+    }
+
+    #[test]
+    fn garbage_is_an_error_at_mount() {
+        let disk = MemDisk::from_bytes(vec![0u8; MIB], 512);
+        assert!(FatFs::mount(Box::new(disk), false).is_err());
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let noise: Vec<u8> = (0..MIB).map(|_| next() as u8).collect();
+        assert!(FatFs::mount(Box::new(MemDisk::from_bytes(noise, 512)), false).is_err());
+    }
+
+    /// Walks everything a volume holds, reading every file; errors are fine, panics not.
+    fn walk(fs: &mut FatFs, path: &str, depth: usize) {
+        let Ok(entries) = fs.read_dir(path.as_bytes()) else { return };
+        for (name, is_dir) in entries.into_iter().take(50) {
+            let child = if path.is_empty() { name } else { alloc::format!("{path}/{name}") };
+            let _ = fs.stat(child.as_bytes(), false);
+            if is_dir && depth < 4 {
+                walk(fs, &child, depth + 1);
+            } else if !is_dir {
+                let _ = get(fs, &child);
+                let _ = fs.open(child.as_bytes(), false, O_RDWR).map(|h| {
+                    let _ = fs.write(h, b"more");
+                    let _ = fs.close(h);
+                });
+            }
+        }
+        let _ = fs.mkdir(alloc::format!("{path}/newdir").as_bytes());
+    }
+
+    #[test]
+    fn corrupt_volumes_give_errors_not_panics() {
+        let (mut fs, shared) = mount(image(2 * MIB), false);
+        fs.mkdir(b"a").unwrap();
+        fs.mkdir(b"a/b").unwrap();
+        for i in 0..20 {
+            put(&mut fs, &alloc::format!("a/file number {i}.txt"), &vec![i as u8; 5000 + i * 300]);
+        }
+        put(&mut fs, "a/b/deep", &vec![7u8; 70_000]);
+        fs.sync_all().unwrap();
+        let good = shared.lock().unwrap().clone();
+        drop(fs);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Metadata lives in the first ~200 KiB: the boot sector, the FATs, the directories.
+        for _ in 0..300 {
+            let mut bytes = good.clone();
+            for _ in 0..1 + next() % 40 {
+                let at = (next() % (200 << 10)) as usize;
+                bytes[at] = next() as u8;
+            }
+            if let Ok(mut fs) = FatFs::mount(Box::new(MemDisk::from_bytes(bytes, 512)), false) {
+                walk(&mut fs, "", 0);
+                let _ = fs.sync_all();
+            }
+        }
+    }
+
+    #[test]
+    fn times_convert_both_ways() {
+        for secs in [
+            days_from_civil(1980, 1, 1) * 86_400,
+            1_767_225_600 + 3_601,
+            days_from_civil(2107, 12, 31) * 86_400 + 86_399,
+        ] {
+            let t = Time { secs, nanos: 0 };
+            assert_eq!(from_fat(to_fat(t)), t, "{secs}");
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        // Before 1980 FAT has no way to say it: the earliest date.
+        assert_eq!(from_fat(to_fat(Time { secs: 0, nanos: 0 })).secs, days_from_civil(1980, 1, 1) * 86_400);
+    }
+}

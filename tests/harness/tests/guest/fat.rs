@@ -1,0 +1,220 @@
+//! A FAT filesystem on a virtual disk through `std::fs` (docs/fs.md, "A filesystem on a
+//! disk"): the host makes images with `mkfs.fat` and fills them with `mcopy`; guests mount them
+//! with `xen.mount=xvda:/mnt` (tests/guest/src/bin/blk/fat.rs); after the batch, the host reads
+//! what the guests wrote with `mtype` and checks the volume with `fsck.fat -n`.
+
+use super::DOMU;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use xen_harness::repo;
+
+/// The mount every job uses.
+pub const MOUNT: &[&str] = &["xen.mount=xvda:/mnt"];
+
+/// The same pattern as tests/guest/src/bin/blk/fat.rs's.
+fn pattern(seed: u64, offset: u64) -> u8 {
+    let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (offset / 8);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    z.to_le_bytes()[(offset % 8) as usize]
+}
+
+fn filled(seed: u64, len: usize) -> Vec<u8> {
+    (0..len as u64).map(|i| pattern(seed, i)).collect()
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (are dosfstools and mtools installed?)"));
+    assert!(out.status.success(), "{cmd:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Makes a FAT image with `mkfs.fat ARGS` of `mib` MiB holding the host's files.
+fn make(name: &str, mib: u64, mkfs: &[&str]) -> (PathBuf, u64) {
+    let dir = repo().join("target/harness-disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{}.img", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    std::fs::File::create(&path).unwrap().set_len(mib << 20).unwrap();
+    run(Command::new("mkfs.fat").args(mkfs).arg("-n").arg("XENTEST").arg(&path));
+    let files = dir.join(format!("{name}-{}-files", std::process::id()));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("hello.txt"), b"hello from the host\n").unwrap();
+    std::fs::write(files.join("data.bin"), filled(7, 200_000)).unwrap();
+    std::fs::write(files.join("todelete.txt"), b"to be deleted\n").unwrap();
+    std::fs::write(files.join("Long File Name.txt"), b"long\n").unwrap();
+    let img = |cmd: &str| {
+        let mut c = Command::new(cmd);
+        c.arg("-i").arg(&path);
+        c
+    };
+    run(img("mmd").arg("::/dir"));
+    for (file, to) in [
+        ("hello.txt", "::/hello.txt"),
+        ("data.bin", "::/dir/data.bin"),
+        ("todelete.txt", "::/todelete.txt"),
+        ("Long File Name.txt", "::/Long File Name.txt"),
+    ] {
+        run(img("mcopy").arg(files.join(file)).arg(to));
+    }
+    let _ = std::fs::remove_dir_all(&files);
+    let bytes = std::fs::read(&path).unwrap();
+    (path, hash(&bytes))
+}
+
+/// FNV-1a over the whole image.
+fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+static RW: OnceLock<(PathBuf, u64)> = OnceLock::new();
+static RO: OnceLock<(PathBuf, u64)> = OnceLock::new();
+static GARBAGE: OnceLock<(PathBuf, u64)> = OnceLock::new();
+
+/// 64 MiB of FAT32 (512-byte clusters), written by `fat_write`, read by `fat_verify`.
+pub fn rw_image() -> PathBuf {
+    RW.get_or_init(|| make("fat32", 64, &["-F", "32"])).0.clone()
+}
+
+/// 16 MiB of FAT16, attached read-only.
+pub fn ro_image() -> PathBuf {
+    RO.get_or_init(|| make("fat16", 16, &["-F", "16"])).0.clone()
+}
+
+/// 4 MiB of a pattern, no filesystem.
+pub fn garbage_image() -> PathBuf {
+    GARBAGE
+        .get_or_init(|| {
+            let path = repo().join(format!("target/harness-disks/garbage-{}.img", std::process::id()));
+            let bytes = filled(9, 4 << 20);
+            std::fs::write(&path, &bytes).unwrap();
+            (path, hash(&bytes))
+        })
+        .0
+        .clone()
+}
+
+fn assert_lines(name: &str, lines: &[&str]) -> String {
+    let r = DOMU.result(name);
+    assert_eq!(r.status, 0, "{name}: stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    for line in lines {
+        assert!(
+            r.stdout.lines().any(|l| l == *line),
+            "{name}: no line {line:?} in:\n{}\nstderr: {}",
+            r.stdout,
+            r.stderr
+        );
+    }
+    assert!(!r.stdout.contains("differs"), "{name}: {}", r.stdout);
+    r.stdout.clone()
+}
+
+const HOSTS_FILES: &[&str] = &[
+    "/mnt: [\"Long File Name.txt\", \"dir/\", \"hello.txt\", \"todelete.txt\"]",
+    "hello.txt: ok",
+    "data.bin: ok",
+    "long name: ok",
+    "any case: ok",
+    "data.bin: len 200000, file true, dir false",
+    "/mnt/dir is a dir: true",
+    "modified after 2020: true",
+];
+
+#[test]
+fn a_fat_volume_is_read_and_written_through_std_fs() {
+    let mut lines = HOSTS_FILES.to_vec();
+    lines.extend([
+        "big written",
+        "patched, read back: ok",
+        "big read back: ok",
+        "/mnt/out: [\"a/\", \"big.bin\", \"patched.bin\", \"unsynced.txt\"]",
+        "missing: Some(NotFound)",
+        "missing dir: Some(NotFound)",
+        "create_new: Some(AlreadyExists)",
+        "create_dir: Some(AlreadyExists)",
+        "write a dir: Some(IsADirectory)",
+        "below a file: Some(NotADirectory)",
+        "remove a full dir: Some(DirectoryNotEmpty)",
+        "remove_file a dir: Some(IsADirectory)",
+        "read_dir a file: Some(NotADirectory)",
+        "across mounts: Some(CrossesDevices)",
+        "remove the mount: Some(ResourceBusy)",
+        "remove_dir_all: Some(NotFound)",
+        "done",
+    ]);
+    assert_lines("fat_write", &lines);
+}
+
+fn mtype(image: &Path, path: &str) -> Vec<u8> {
+    run(Command::new("mtype").arg("-i").arg(image).arg(format!("::{path}")))
+}
+
+#[test]
+fn what_a_guest_wrote_is_there_after_a_reboot_and_on_the_host() {
+    assert_lines(
+        "fat_verify",
+        &[
+            "/mnt: [\"Long File Name.txt\", \"dir/\", \"hello.txt\", \"out/\"]",
+            "/mnt/out: [\"a/\", \"big.bin\", \"patched.bin\", \"unsynced.txt\"]",
+            "/mnt/out/a: [\"b/\", \"renamed.txt\"]",
+            "c is a dir: true",
+            "big: ok",
+            "renamed: ok",
+            "appended: ok",
+            "patched: ok",
+            "unsynced: ok",
+            "deleted: Some(NotFound)",
+            "data.bin: ok",
+            "done",
+        ],
+    );
+    // The batch is over: the host's tools read the image as the guests left it.
+    let image = rw_image();
+    assert!(mtype(&image, "/out/big.bin") == filled(8, 3 * 1024 * 1024 + 123), "big.bin differs on the host");
+    assert_eq!(mtype(&image, "/out/a/renamed.txt"), b"written by the guest\n");
+    assert_eq!(mtype(&image, "/hello.txt"), b"hello from the host\nand appended by the guest\n");
+    assert_eq!(mtype(&image, "/out/unsynced.txt"), b"closed, not synced\n");
+    let listing =
+        String::from_utf8(run(Command::new("mdir").arg("-i").arg(&image).arg("-b").arg("::/out/a/b"))).unwrap();
+    assert!(listing.contains("c/") || listing.contains("/c"), "no out/a/b/c on the host: {listing}");
+    let fsck = Command::new("fsck.fat").arg("-n").arg(&image).output().unwrap();
+    assert!(
+        fsck.status.success(),
+        "fsck.fat -n: {}\n{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let _ = std::fs::remove_file(image);
+}
+
+#[test]
+fn a_read_only_volume_refuses_writes_and_is_never_written() {
+    let mut lines = HOSTS_FILES.to_vec();
+    lines.extend([
+        "create: Some(ReadOnlyFilesystem)",
+        "open to write: Some(ReadOnlyFilesystem)",
+        "append: Some(ReadOnlyFilesystem)",
+        "create_dir: Some(ReadOnlyFilesystem)",
+        "remove_file: Some(ReadOnlyFilesystem)",
+        "rename: Some(ReadOnlyFilesystem)",
+        "sync: Ok(())",
+        "done",
+    ]);
+    assert_lines("fat_readonly", &lines);
+    let path = ro_image();
+    assert_eq!(hash(&std::fs::read(&path).unwrap()), RO.get().unwrap().1, "the read-only image changed");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_disk_without_a_volume_fails_the_mount_not_the_guest() {
+    assert_lines("fat_garbage", &["/mnt: Some(NotFound)", "still running: true", "done"]);
+    let r = DOMU.result("fat_garbage");
+    let log = format!("{}{}", r.stdout, r.stderr);
+    assert!(log.contains("mount xvda at /mnt failed: no FAT volume"), "no mount error in: {log}");
+    let path = garbage_image();
+    assert_eq!(hash(&std::fs::read(&path).unwrap()), GARBAGE.get().unwrap().1, "a failed mount wrote to the disk");
+    let _ = std::fs::remove_file(path);
+}
