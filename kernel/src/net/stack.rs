@@ -189,7 +189,10 @@ impl Device for VifDev {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = netfront::MAX_FRAME;
-        caps.max_burst_size = Some(8);
+        // smoltcp cuts the receive window it advertises to this many segments. netback queues
+        // what does not fit the rx ring, so the ring's buffers are no limit; 8 (11.7 KB of
+        // window) made a bulk receive wait for the window every 8 segments.
+        caps.max_burst_size = None;
         caps
     }
 }
@@ -245,13 +248,16 @@ impl<D: Device> Iface<D> {
                 }
                 any = true;
             }
-            match self.iface.poll_egress(now, &mut self.dev, &mut self.set) {
-                PollResult::None => {}
-                PollResult::SocketStateChanged => {
-                    changed = true;
-                    any = true;
-                }
+            // smoltcp reports every segment sent as a change, but sending frees no buffer a
+            // waiter could use (ACKs and data come in by ingress): waking every waiter for
+            // each segment made each one poll again, 13 polls a segment in a bulk send. Only
+            // what sending does change counts: a socket's state (a timeout, which may send
+            // nothing, a FIN, TIME-WAIT's end) and UDP queues emptied.
+            let before = egress_digest(&self.set);
+            if self.iface.poll_egress(now, &mut self.dev, &mut self.set) == PollResult::SocketStateChanged {
+                any = true;
             }
+            changed |= egress_digest(&self.set) != before;
             if !any {
                 return (changed, false);
             }
@@ -262,6 +268,22 @@ impl<D: Device> Iface<D> {
     fn delay(&mut self, now: Instant) -> Option<Duration> {
         self.iface.poll_delay(now, &self.set)
     }
+}
+
+/// What sending can change that a waiter looks at: each TCP socket's state and whether each UDP
+/// socket can queue a datagram, folded into one number.
+fn egress_digest(set: &SocketSet<'static>) -> u64 {
+    let mut digest = 0u64;
+    // The set does not change while it is polled, so a socket's place in it is stable.
+    for (place, (_, sock)) in set.iter().enumerate() {
+        let bits = match sock {
+            smoltcp::socket::Socket::Tcp(t) => t.state() as u64,
+            smoltcp::socket::Socket::Udp(u) => 16 + u64::from(u.can_send()),
+            _ => continue,
+        };
+        digest = (digest ^ ((place as u64) << 8 | bits)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    digest
 }
 
 /// Keeps one listening socket in each pool of `at`'s listeners (a listening socket that took a
