@@ -102,6 +102,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     vcpus: 1,
                     timeout,
                     disk: Some(disk.clone()),
+                    ..Job::default()
                 }
             } else {
                 Job {
@@ -113,6 +114,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     vcpus: 1,
                     timeout,
                     disk: Some(disk.clone()),
+                    ..Job::default()
                 }
             });
         }
@@ -161,7 +163,7 @@ const SIDES: [&str; 2] = ["Xen", "Linux domU"];
 /// program as `/init` and Debian's `xen-blkfront.ko`, which it loads.
 fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
     let built = build_both(bench, cargo, CRATE, "disk")?;
-    let module = blkfront_module(bench, &built.linux_release)?;
+    let module = kernel_module(bench, &built.linux_release, "drivers/block/xen-blkfront.ko")?;
     let mut cpio = CpioWriter::new(Vec::new());
     cpio.file("init", 0o755, &built.init)?;
     cpio.file("xen-blkfront.ko", 0o644, &module)?;
@@ -175,9 +177,9 @@ fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
     })
 }
 
-/// `xen-blkfront.ko` of the kernel `release`, from the kernel package the dom0 harness
-/// downloaded (`CACHE/dom0/debs`).
-fn blkfront_module(bench: &Bench, release: &str) -> Result<Vec<u8>> {
+/// The module `path` (under `kernel/`, e.g. `drivers/block/xen-blkfront.ko`) of the kernel
+/// `release`, from the kernel package the dom0 harness downloaded (`CACHE/dom0/debs`).
+pub(crate) fn kernel_module(bench: &Bench, release: &str, path: &str) -> Result<Vec<u8>> {
     let debs = bench.cache.join("dom0/debs");
     let deb = std::fs::read_dir(&debs)
         .with_context(|| format!("reading {}", debs.display()))?
@@ -188,7 +190,7 @@ fn blkfront_module(bench: &Bench, release: &str) -> Result<Vec<u8>> {
             })
         })
         .with_context(|| format!("no linux-image-{release} package in {}", debs.display()))?;
-    let member = format!("./lib/modules/{release}/kernel/drivers/block/xen-blkfront.ko");
+    let member = format!("./lib/modules/{release}/kernel/{path}");
     let out = Command::new("sh")
         .arg("-c")
         .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -xO \"$2\"")
