@@ -89,7 +89,7 @@ cpu() {{ xl list | awk -v d=\"$DOMID\" '$2 == 0 {{ z = $6 }} $2 == d {{ g = $6 }
 f=/local/domain/$DOMID/device/vif/0
 echo \"xbench features sg=$(xenstore-read $f/feature-sg 2>/dev/null) gso_tcpv4=$(xenstore-read $f/feature-gso-tcpv4 2>/dev/null) rx_copy=$(xenstore-read $f/request-rx-copy 2>/dev/null)\"
 cpu before
-./netload {addr} seconds={} bulk_mib={} conns={} concurrent={}
+./netload {addr} seconds={} bulk_mib={} conns={} concurrent={} domid=$DOMID
 cpu after
 ",
         options.seconds, options.mib, options.conns, options.concurrent
@@ -226,6 +226,8 @@ struct Measured {
     mem: BTreeMap<u64, f64>,
     /// CPU seconds of dom0 and the guest over the load generator's run (xl list).
     cpu: Option<(f64, f64)>,
+    /// CPU seconds of dom0 and the guest during each bulk transfer, by direction.
+    bulk_cpu: BTreeMap<String, (f64, f64)>,
     /// The frontend's offload features as it wrote them in xenstore.
     features: Option<String>,
     done: bool,
@@ -277,6 +279,11 @@ fn measure(side: usize, result: &JobResult) -> Measured {
             "mem" => {
                 if let (Some(conns), Some(used)) = (number("conns"), number("used")) {
                     m.mem.insert(conns as u64, used);
+                }
+            }
+            "cpu" if fields.contains_key("phase") => {
+                if let (Some(phase), Some(d), Some(g)) = (fields.get("phase"), number("dom0"), number("guest")) {
+                    m.bulk_cpu.insert((*phase).to_owned(), (d, g));
                 }
             }
             "cpu" => {
@@ -402,6 +409,23 @@ impl Report<'_> {
             cpu(1, 1),
             cpu(1, 0)
         ));
+        for (key, name) in BULK {
+            let per_mb = |side: usize, which: usize| {
+                let v = self.values(side, &|m: &Measured| {
+                    let (d, g) = *m.bulk_cpu.get(key)?;
+                    Some(if which == 0 { d } else { g } * 1e3 / (f64::from(self.options.mib) * 1.048_576))
+                });
+                summarize(&v).map_or("no data".into(), |s| format!("{:.0}", s.median))
+            };
+            notes.push(format!(
+                "{name}, CPU ms per MB (xl list, medians): Xen guest {}, its dom0 {}; Linux guest {}, \
+                 its dom0 {}",
+                per_mb(0, 1),
+                per_mb(0, 0),
+                per_mb(1, 1),
+                per_mb(1, 0)
+            ));
+        }
         let features = |side: usize| {
             self.runs[side].iter().flatten().find_map(|m| m.features.clone()).unwrap_or_else(|| "?".into())
         };
@@ -469,6 +493,7 @@ mod tests {
                 "xbench rps name=close1 conns=1 requests=100 errors=0 ns=5000000000",
                 "xbench bulk dir=from_guest bytes=1000000 ns=2000000000 sum=00ff ok",
                 "xbench bulk dir=to_guest bytes=1000000 ns=1000000000 sum=00ff ok guest_said=\"sum 00ff ok\"",
+                "xbench cpu phase=to_guest dom0=1.5 guest=0.5",
                 "xbench mem conns=100 used=3145728",
                 "xbench cpu after dom0=12.5 guest=1.6",
                 "xbench done",
@@ -488,9 +513,10 @@ mod tests {
         assert_eq!(m.bulk["to_guest"], 1_000_000.0);
         assert_eq!(m.mem[&100], 3_145_728.0);
         assert_eq!(m.cpu, Some((2.0, 1.5)));
+        assert_eq!(m.bulk_cpu["to_guest"], (1.5, 0.5));
         result.driver[5] = "xbench bulk dir=from_guest bytes=1000000 ns=2000000000 sum=00fe bad".into();
         assert!(measure(1, &result).failure().unwrap().contains("intact"));
-        result.driver.truncate(4);
+        result.driver.truncate(5);
         assert!(measure(1, &result).failure().unwrap().starts_with("incomplete"));
         let xen = JobResult { driver: result.driver.clone(), driver_exit: Some(0), ..Default::default() };
         assert!(measure(0, &xen).failure().is_some(), "no exit record");

@@ -2,7 +2,7 @@
 //! that the bench puts in the job's folder of the harness's dom0, where the job's driver runs
 //! it against the guest's servers (`tools/bench/guests/net`):
 //!
-//!     netload HOST [seconds=5] [bulk_mib=64] [conns=100] [concurrent=16]
+//!     netload HOST [seconds=5] [bulk_mib=64] [conns=100] [concurrent=16] [domid=N]
 //!
 //! In order: HTTP requests per second over one keep-alive connection, over `concurrent`
 //! keep-alive connections at once, and with a new connection per request; `bulk_mib` MiB from
@@ -14,6 +14,7 @@
 //!     xbench rps name=keepalive1 conns=1 requests=N errors=E ns=T
 //!     xbench bulk dir=from_guest bytes=N ns=T sum=HEX ok
 //!     xbench mem conns=0 used=BYTES
+//!     xbench cpu phase=from_guest dom0=SECONDS guest=SECONDS   (with domid=: xl's view)
 //!     xbench done
 //!     xbench failed WHY
 
@@ -53,13 +54,15 @@ struct Plan {
     bulk_bytes: u64,
     conns: usize,
     concurrent: usize,
+    /// The guest's domain id, for its CPU seconds (`xl list`) around each bulk transfer.
+    domid: Option<u64>,
 }
 
 fn plan() -> Result<Plan, String> {
     let mut args = std::env::args().skip(1);
     let host = args.next().ok_or("give HOST")?;
     let host = host.parse().map_err(|_| format!("{host}: not an IP address"))?;
-    let mut plan = Plan { host, seconds: 5, bulk_bytes: 64 << 20, conns: 100, concurrent: 16 };
+    let mut plan = Plan { host, seconds: 5, bulk_bytes: 64 << 20, conns: 100, concurrent: 16, domid: None };
     for arg in args {
         let (key, value) = arg.split_once('=').ok_or(format!("{arg}: give KEY=VALUE"))?;
         let n: u64 = value.parse().map_err(|_| format!("{arg}: not a number"))?;
@@ -68,6 +71,7 @@ fn plan() -> Result<Plan, String> {
             "bulk_mib" => plan.bulk_bytes = n << 20,
             "conns" => plan.conns = n as usize,
             "concurrent" => plan.concurrent = (n as usize).max(1),
+            "domid" => plan.domid = Some(n),
             _ => return Err(format!("{arg}: unknown")),
         }
     }
@@ -305,6 +309,31 @@ fn hold(plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
+/// dom0's and the guest's CPU seconds so far, from `xl list`'s Time(s) column.
+fn cpu_seconds(domid: u64) -> Option<(f64, f64)> {
+    let out = std::process::Command::new("xl").arg("list").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let time = |id: u64| {
+        text.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() >= 6 && cols[1] == id.to_string()).then(|| cols[5].parse::<f64>().ok()).flatten()
+        })
+    };
+    Some((time(0)?, time(domid)?))
+}
+
+/// Runs `f`, then prints the CPU seconds dom0 and the guest spent meanwhile.
+fn with_cpu(plan: &Plan, phase: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let before = plan.domid.and_then(cpu_seconds);
+    f()?;
+    if let (Some(id), Some(b)) = (plan.domid, before)
+        && let Some(a) = cpu_seconds(id)
+    {
+        println!("xbench cpu phase={phase} dom0={:.1} guest={:.1}", a.0 - b.0, a.1 - b.1);
+    }
+    Ok(())
+}
+
 fn run(plan: &Plan) -> Result<(), String> {
     let start = Instant::now();
     let addr = SocketAddr::new(plan.host, CONTROL_PORT);
@@ -319,8 +348,8 @@ fn run(plan: &Plan) -> Result<(), String> {
     rps(plan, "keepalive", plan.concurrent, false);
     rps(plan, "close1", 1, true);
     if plan.bulk_bytes > 0 {
-        from_guest(plan)?;
-        to_guest(plan)?;
+        with_cpu(plan, "from_guest", || from_guest(plan))?;
+        with_cpu(plan, "to_guest", || to_guest(plan))?;
     }
     if plan.conns > 0 {
         hold(plan)?;
