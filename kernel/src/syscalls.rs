@@ -10,7 +10,7 @@ pub mod net;
 pub mod sock;
 
 /// The version of this ABI; std checks that it matches its own.
-pub const XK_ABI_VERSION: u32 = 8;
+pub const XK_ABI_VERSION: u32 = 9;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abi_version() -> u32 {
@@ -79,6 +79,18 @@ pub extern "C" fn xk_pages_alloc(bytes: usize) -> *mut u8 {
             core::ptr::null_mut()
         }
     }
+}
+
+/// Bytes of memory the guest has (its frames).
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_memory_total() -> u64 {
+    crate::mm::frame_counts().0 as u64 * 4096
+}
+
+/// Bytes of the guest's memory in use: every frame the kernel has handed out or keeps.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_memory_used() -> u64 {
+    crate::mm::frame_counts().1 as u64 * 4096
 }
 
 #[unsafe(no_mangle)]
@@ -436,3 +448,4 @@ pub extern "C" fn xk_exit_reboot(status: i32) -> ! {
     crate::fs::sync_mounts();
     crate::exit_with(status, crate::xen::abi::ShutdownReason::Reboot)
 }
+

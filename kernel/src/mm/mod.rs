@@ -147,6 +147,12 @@ mod target {
         MEMORY.lock().as_ref().map_or(0, |m| m.frames.free_frames())
     }
 
+    /// The guest's frames, and those of them in use (the image, page tables, the kernel's and
+    /// the program's heaps, stacks, buffers), read together.
+    pub fn frame_counts() -> (usize, usize) {
+        MEMORY.lock().as_ref().map_or((0, 0), |m| (m.frames.frames(), m.frames.frames() - m.frames.free_frames()))
+    }
+
     /// A stack with an unmapped guard page below it.
     pub struct Stack {
         /// The guard page's address: the lowest of the frames.

@@ -35,6 +35,11 @@ impl<'a> FrameAllocator<'a> {
         FrameAllocator { bits: &mut bits[..words], nr_frames, free: 0, hint: nr_frames }
     }
 
+    /// Frames the allocator manages, in use or not.
+    pub fn frames(&self) -> usize {
+        self.nr_frames
+    }
+
     /// Frames not in use.
     pub fn free_frames(&self) -> usize {
         self.free

@@ -348,6 +348,10 @@ impl Netfront {
     }
 
     /// Takes every tx completion that has come.
+    ///
+    /// An event for the next completion is asked for only while every buffer is in flight,
+    /// since only then does a sender wait for one; otherwise completions are taken on the next
+    /// send, and the backend's completions during a bulk send raise no upcall each.
     fn reap_tx(&mut self) -> Result<(), NetError> {
         loop {
             while let Some(words) = self.tx.take_response().map_err(|e| self.fail(e))? {
@@ -356,6 +360,9 @@ impl Netfront {
                     Ok(TxDone::Failed(id)) => debug!("netfront: vif {}: the backend dropped tx {id}", self.index),
                     Err(e) => return Err(self.fail(e)),
                 }
+            }
+            if self.tx_ids.count() < TX_BUFFERS as u32 {
+                return Ok(());
             }
             if !self.tx.final_check().map_err(|e| self.fail(e))? {
                 return Ok(());

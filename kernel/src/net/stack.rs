@@ -149,6 +149,9 @@ struct VifDev {
     index: u32,
     buf: [u8; netfront::MAX_FRAME],
     broken: bool,
+    /// A frame could not be queued in this poll: every tx buffer is in flight, and netfront
+    /// asked the backend for an event at the next completion.
+    tx_full: bool,
 }
 
 struct VifRx<'a>(&'a [u8]);
@@ -172,7 +175,7 @@ impl Device for VifDev {
         if self.broken {
             return None;
         }
-        let VifDev { index, buf, broken } = self;
+        let VifDev { index, buf, broken, .. } = self;
         match netfront::stack_recv(*index, buf) {
             Ok(Some(n)) => Some((VifRx(&buf[..n]), VifTx { index: *index, broken })),
             Ok(None) => None,
@@ -184,15 +187,22 @@ impl Device for VifDev {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<VifTx<'_>> {
-        (!self.broken && netfront::stack_can_send(self.index))
-            .then_some(VifTx { index: self.index, broken: &mut self.broken })
+        if self.broken {
+            return None;
+        }
+        // `stack_can_send` asks for an event at the next completion when it says no.
+        self.tx_full = !netfront::stack_can_send(self.index);
+        (!self.tx_full).then_some(VifTx { index: self.index, broken: &mut self.broken })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = netfront::MAX_FRAME;
-        caps.max_burst_size = Some(8);
+        // smoltcp cuts the receive window it advertises to this many segments. netback queues
+        // what does not fit the rx ring, so the ring's buffers are no limit; 8 (11.7 KB of
+        // window) made a bulk receive wait for the window every 8 segments.
+        caps.max_burst_size = None;
         caps
     }
 }
@@ -225,6 +235,9 @@ struct Iface<D> {
     iface: Interface,
     dev: D,
     set: SocketSet<'static>,
+    /// `egress_digest` at the start of the poll or after its last send that smoltcp reported
+    /// as a change.
+    sent_digest: u64,
 }
 
 impl<D: Device> Iface<D> {
@@ -234,6 +247,8 @@ impl<D: Device> Iface<D> {
     /// is left.
     fn poll(&mut self, at: usize, socks: &mut [Option<Sock>], now: Instant) -> (bool, bool) {
         let mut changed = false;
+        // The program's calls change sockets between polls (a UDP queue filled up, a close).
+        self.sent_digest = egress_digest(&self.set);
         self.iface.poll_maintenance(now);
         for _ in 0..64 {
             let mut any = false;
@@ -248,12 +263,19 @@ impl<D: Device> Iface<D> {
                 }
                 any = true;
             }
-            match self.iface.poll_egress(now, &mut self.dev, &mut self.set) {
-                PollResult::None => {}
-                PollResult::SocketStateChanged => {
-                    changed = true;
-                    any = true;
-                }
+            // smoltcp reports every segment sent as a change, but sending frees no buffer a
+            // waiter could use (ACKs and data come in by ingress): waking every waiter for
+            // each segment made each one poll again, 13 polls a segment in a bulk send. Only
+            // what sending does change counts: a socket's state (a FIN, the RST of a timeout)
+            // and UDP queues emptied, seen against the digest at the poll's start or of the
+            // last such report (a state that ingress changed meanwhile wakes the waiters once
+            // more, harmlessly).
+            // A change without a segment (TIME-WAIT's end) concerns no waiter.
+            if self.iface.poll_egress(now, &mut self.dev, &mut self.set) == PollResult::SocketStateChanged {
+                any = true;
+                let digest = egress_digest(&self.set);
+                changed |= digest != self.sent_digest;
+                self.sent_digest = digest;
             }
             if !any {
                 return (changed, false);
@@ -265,6 +287,22 @@ impl<D: Device> Iface<D> {
     fn delay(&mut self, now: Instant) -> Option<Duration> {
         self.iface.poll_delay(now, &self.set)
     }
+}
+
+/// What sending can change that a waiter looks at: each TCP socket's state and whether each UDP
+/// socket can queue a datagram, folded into one number.
+fn egress_digest(set: &SocketSet<'static>) -> u64 {
+    let mut digest = 0u64;
+    // The set does not change while it is polled, so a socket's place in it is stable.
+    for (place, (_, sock)) in set.iter().enumerate() {
+        let bits = match sock {
+            smoltcp::socket::Socket::Tcp(t) => t.state() as u64,
+            smoltcp::socket::Socket::Udp(u) => 16 + u64::from(u.can_send()),
+            _ => continue,
+        };
+        digest = (digest ^ ((place as u64) << 8 | bits)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    digest
 }
 
 /// Keeps one listening socket in each pool of `at`'s listeners (a listening socket that took a
@@ -406,7 +444,7 @@ impl Net {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(Ipv6Address::LOCALHOST), 128));
         });
         let mut net = Net {
-            lo: Iface { iface: lo_if, dev: lo_dev, set: SocketSet::new(Vec::new()) },
+            lo: Iface { iface: lo_if, dev: lo_dev, set: SocketSet::new(Vec::new()), sent_digest: 0 },
             vif: None,
             vif_port: 0,
             dhcp: None,
@@ -440,7 +478,7 @@ impl Net {
 
     fn vif_up(&mut self, mac: [u8; 6], port: u32, cfg: &crate::cmdline::NetConfig) {
         let now = instant();
-        let mut dev = VifDev { index: 0, buf: [0; netfront::MAX_FRAME], broken: false };
+        let mut dev = VifDev { index: 0, buf: [0; netfront::MAX_FRAME], broken: false, tx_full: false };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut dev, now);
@@ -477,7 +515,7 @@ impl Net {
             self.dns_server = Some(server);
             self.dns = Some((VIF, set.add(dns_socket(server))));
         }
-        self.vif = Some(Iface { iface, dev, set });
+        self.vif = Some(Iface { iface, dev, set, sent_digest: 0 });
         self.vif_port = port;
         if let Err(e) = crate::xen::evtchn::set_handler(port, netfront_event) {
             error!("net: vif 0: event channel {port}: {e}");
@@ -505,6 +543,7 @@ impl Net {
         let now = instant();
         let (mut changed, mut busy) = self.lo.poll(LO, &mut self.socks, now);
         if let Some(vif) = self.vif.as_mut() {
+            vif.dev.tx_full = false;
             let (c, b) = vif.poll(VIF, &mut self.socks, now);
             changed |= c;
             busy |= b;
@@ -512,7 +551,12 @@ impl Net {
         changed |= self.dhcp_events();
         self.reap_orphans();
         let mut next = self.lo.delay(now);
+        // With every tx buffer in flight the vif can do nothing until a completion, whose
+        // event netfront asked for: smoltcp's delay is then zero (it has segments ready), and
+        // polling again at once spun the network thread, taking the one CPU from the backend
+        // that was to complete them (6 polls a segment in a bulk send).
         if let Some(vif) = self.vif.as_mut()
+            && !vif.dev.tx_full
             && let Some(d) = vif.delay(now)
         {
             next = Some(next.map_or(d, |n| n.min(d)));

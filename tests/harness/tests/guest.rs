@@ -299,6 +299,14 @@ fn allocating_256_mib_in_a_64_mib_guest_succeeds() {
 }
 
 #[test]
+fn the_program_reads_the_guest_s_memory_total_and_use() {
+    let xen = run("memory", Mode::Dom0, &["--memory=64"], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert!(xen.stdout.starts_with("total 64 MiB\n"), "{}", xen.stdout);
+    assert!(xen.stdout.contains("in use grew by at least 32 MiB"), "{}", xen.stdout);
+}
+
+#[test]
 fn running_out_of_memory_is_reported_and_fails() {
     let xen = run("oom", Mode::Dom0, &["--memory=32"], &[]);
     assert_eq!(xen.status, 134, "stderr: {}", xen.stderr);

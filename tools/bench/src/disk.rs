@@ -132,6 +132,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     vcpus: 1,
                     timeout,
                     disk: Some(disk.clone()),
+                    ..Job::default()
                 }
             } else {
                 Job {
@@ -143,6 +144,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     vcpus: 1,
                     timeout,
                     disk: Some(disk.clone()),
+                    ..Job::default()
                 }
             });
         }
@@ -235,9 +237,9 @@ fn fat_image(bench: &Bench) -> Result<PathBuf> {
     Ok(image)
 }
 
-/// The module at `path` (under `kernel/`) of the kernel `release`, from the kernel package the
-/// dom0 harness downloaded (`CACHE/dom0/debs`).
-fn kernel_module(bench: &Bench, release: &str, path: &str) -> Result<Vec<u8>> {
+/// The module `path` (under `kernel/`, e.g. `drivers/block/xen-blkfront.ko`) of the kernel
+/// `release`, from the kernel package the dom0 harness downloaded (`CACHE/dom0/debs`).
+pub(crate) fn kernel_module(bench: &Bench, release: &str, path: &str) -> Result<Vec<u8>> {
     let debs = bench.cache.join("dom0/debs");
     let deb = std::fs::read_dir(&debs)
         .with_context(|| format!("reading {}", debs.display()))?

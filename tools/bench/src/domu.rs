@@ -27,7 +27,7 @@ const GAP_TIMEOUT: f64 = 60.0;
 const MAX_BOOTS: usize = 4;
 
 /// One guest to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Job {
     /// The image (the xl config's `kernel`) on the host.
     pub image: PathBuf,
@@ -49,6 +49,13 @@ pub struct Job {
     /// The guest's virtual disk `xvda`, a drive of QEMU's machine that dom0 hands to blkback
     /// (as the runner's `--disk` does).
     pub disk: Option<xen_runner::disk::Disk>,
+    /// More lines for the xl config (e.g. the guest's `vif`).
+    pub xl_lines: Vec<String>,
+    /// A driver script that dom0 runs while the guest runs (`ci/dom0/init`, "Driver scripts"),
+    /// in the job's folder, where `files` are too.
+    pub driver: Option<String>,
+    /// Files put in the job's folder of dom0 (name, mode, contents), e.g. a driver's program.
+    pub files: Vec<(String, u32, Vec<u8>)>,
 }
 
 /// What became of one job.
@@ -68,6 +75,9 @@ pub struct JobResult {
     pub text: Vec<String>,
     /// Why the job has no proper ending (it stalled, or never ran).
     pub trouble: Option<String>,
+    /// The lines the job's driver printed, and its exit status.
+    pub driver: Vec<String>,
+    pub driver_exit: Option<i32>,
 }
 
 impl JobResult {
@@ -173,8 +183,14 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
                 }
                 _ => None,
             },
-            extra_lines: Vec::new(),
+            extra_lines: job.xl_lines.clone(),
         };
+        if let Some(driver) = &job.driver {
+            cpio.file(&format!("jobs/{number}/driver"), 0o644, driver.as_bytes())?;
+        }
+        for (name, mode, bytes) in &job.files {
+            cpio.file(&format!("jobs/{number}/{name}"), *mode, bytes)?;
+        }
         let Some(ramdisk) = &job.ramdisk else {
             cpio.file(&format!("jobs/{number}/xl.cfg"), 0o644, config.render()?.as_bytes())?;
             cpio.file(&format!("jobs/{number}/image"), 0o644, &read(&job.image)?)?;
@@ -268,8 +284,17 @@ fn boot(bench: &Bench, jobs: &[&Job], tag: &str) -> Result<(Vec<JobResult>, usiz
                 deadline = line.at + GAP_TIMEOUT;
             }
             Some(Marker::AllDone) => break,
-            // The bench's jobs have no driver.
-            Some(Marker::Xen(_) | Marker::Driver(_) | Marker::DriverExit(_)) => {}
+            Some(Marker::Driver(text)) => {
+                if let Some(k) = current {
+                    results[k].driver.push(clean(text));
+                }
+            }
+            Some(Marker::DriverExit(status)) => {
+                if let Some(k) = current {
+                    results[k].driver_exit = clean(status).trim().parse().ok();
+                }
+            }
+            Some(Marker::Xen(_)) => {}
             Some(Marker::Other(rest)) => {
                 let rest = clean(rest);
                 if let Some(xl) = rest.strip_prefix("XL ") {

@@ -2,7 +2,8 @@
 //! how far it is from it: start-up and size of `examples/hello`, side by side
 //! with `ci/minimal-guest` measured in the same run, and std's threads and
 //! locks on Xen, side by side with the same program in a Linux domU, and the throughput of
-//! a virtual disk, the same way.
+//! a virtual disk and of TCP over a vif (requests per second, bulk throughput, memory), the
+//! same way.
 //! `./bench` at the repository root builds and runs it; `docs/bench.md` says
 //! what is measured and how.
 
@@ -10,6 +11,7 @@ mod disk;
 mod dom0;
 mod domu;
 mod images;
+mod net;
 mod output;
 mod serial;
 mod stats;
@@ -54,6 +56,9 @@ enum Part {
     Threads,
     /// Sequential write and read throughput of a virtual disk, Xen vs Linux domU.
     Disk,
+    /// HTTP requests per second, bulk TCP both ways and memory under many connections, Xen vs
+    /// Linux domU, driven from dom0.
+    Net,
 }
 
 /// Measures examples/hello against the targets, with ci/minimal-guest alongside, and
@@ -85,6 +90,21 @@ struct Args {
     /// MiB each disk benchmark run writes, then reads.
     #[arg(long, default_value_t = 256, value_parser = RangedU64ValueParser::<u32>::new().range(1..=4096))]
     disk_mib: u32,
+    /// Rounds of the network benchmark (each: the Xen guest and the Linux guest, once).
+    #[arg(long, default_value_t = 3, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    net_rounds: usize,
+    /// MiB of each bulk TCP transfer of the network benchmark (each way).
+    #[arg(long, default_value_t = 64, value_parser = RangedU64ValueParser::<u32>::new().range(0..=4096))]
+    net_mib: u32,
+    /// Seconds of each HTTP request-rate figure of the network benchmark.
+    #[arg(long, default_value_t = 5, value_parser = RangedU64ValueParser::<u32>::new().range(1..=600))]
+    net_seconds: u32,
+    /// Connections the network benchmark holds open for the memory figure.
+    #[arg(long, default_value_t = 100, value_parser = RangedU64ValueParser::<u32>::new().range(0..=1000))]
+    net_conns: u32,
+    /// Concurrent keep-alive connections of the second request-rate figure.
+    #[arg(long, default_value_t = 16, value_parser = RangedU64ValueParser::<u32>::new().range(1..=1000))]
+    net_concurrent: u32,
     /// Keep the timed console logs of every QEMU run in this directory.
     #[arg(long)]
     keep_logs: Option<PathBuf>,
@@ -179,6 +199,23 @@ fn run(args: &Args) -> Result<bool> {
             notes: args.note.clone(),
         };
         let (text, done) = disk::run(&bench, &options)?;
+        print!("{text}");
+        complete &= done;
+    }
+    if all || args.parts.contains(&Part::Net) {
+        if all || args.parts.iter().any(|p| *p != Part::Net) {
+            println!();
+        }
+        let options = net::Options {
+            rounds: args.net_rounds,
+            mib: args.net_mib,
+            seconds: args.net_seconds,
+            conns: args.net_conns,
+            concurrent: args.net_concurrent,
+            cargo: args.cargo.clone(),
+            notes: args.note.clone(),
+        };
+        let (text, done) = net::run(&bench, &options)?;
         print!("{text}");
         complete &= done;
     }
@@ -357,6 +394,7 @@ fn job(image: &Image, memory_mib: u32) -> Result<Job> {
         vcpus: 1,
         timeout: domu::JOB_TIMEOUT,
         disk: None,
+        ..Job::default()
     })
 }
 

@@ -116,6 +116,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     vcpus: options.vcpus,
                     timeout: TIMEOUTS[0],
                     disk: None,
+                    ..Job::default()
                 }
             } else {
                 Job {
@@ -127,6 +128,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     vcpus: options.vcpus,
                     timeout: TIMEOUTS[1],
                     disk: None,
+                    ..Job::default()
                 }
             });
         }
@@ -244,7 +246,7 @@ pub(crate) fn build_both(bench: &Bench, cargo: &str, krate: &str, name: &str) ->
     Ok(Built { xen, init, vmlinux, linux_release })
 }
 
-fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
+pub(crate) fn cargo_build(mut cmd: Command, dir: &Path) -> Result<()> {
     let status = cmd
         .current_dir(dir)
         .stdout(Stdio::null())

@@ -23,6 +23,20 @@ pub fn id() -> io::Result<u32> {
         .map_err(|_| io::const_error!(io::ErrorKind::InvalidData, "xenstore's domid is not a number"))
 }
 
+/// Bytes of memory the domain has (what `xl create` gave it, `memory =`).
+#[stable(feature = "xen_ext", since = "1.96.0")]
+pub fn memory_total() -> u64 {
+    abi::xk_memory_total()
+}
+
+/// Bytes of the domain's memory in use now: every page the kernel has handed out or keeps
+/// (the program's image, page tables, the heap as far as it has grown, thread stacks, socket
+/// and device buffers). Memory the heap took and freed stays counted while the heap keeps it.
+#[stable(feature = "xen_ext", since = "1.96.0")]
+pub fn memory_used() -> u64 {
+    abi::xk_memory_used()
+}
+
 /// The domain's name, as the toolstack created it.
 #[stable(feature = "xen_ext", since = "1.96.0")]
 pub fn name() -> io::Result<String> {

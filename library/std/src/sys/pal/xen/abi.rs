@@ -6,7 +6,7 @@
 use crate::ffi::c_int;
 
 /// The ABI version this std was written against; the kernel's must be equal.
-pub const XK_ABI_VERSION: u32 = 8;
+pub const XK_ABI_VERSION: u32 = 9;
 
 /// The console stream that carries stdout.
 pub const STREAM_STDOUT: u32 = 1;
@@ -65,6 +65,8 @@ unsafe extern "C" {
     pub fn xk_env(index: usize, len: *mut usize) -> *const u8;
     pub fn xk_pages_alloc(bytes: usize) -> *mut u8;
     pub fn xk_pages_free(ptr: *mut u8, bytes: usize);
+    pub safe fn xk_memory_total() -> u64;
+    pub safe fn xk_memory_used() -> u64;
     pub fn xk_exit(status: c_int) -> !;
     pub fn xk_abort() -> !;
     pub safe fn xk_monotonic_ns() -> u64;
