@@ -13,7 +13,6 @@
 //! page cache dropped before the read.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -25,7 +24,7 @@ use xen_runner::status::GuestExit;
 
 use crate::domu::{self, Job, JobResult};
 use crate::stats::{ratio_at_least, summarize, Summary};
-use crate::threads::{build_both, ratios, seconds, table};
+use crate::threads::{build_both, ratios, report, seconds};
 use crate::{loadavg, now_utc, random_seed, Bench};
 
 /// The guest's crate, in the repository.
@@ -439,28 +438,16 @@ impl Report<'_> {
             seconds(length(0)),
             seconds(length(1))
         ));
-        if !self.failures.is_empty() {
-            notes.push(format!("runs that did not count: {}", self.failures.join("; ")));
-        }
-        let mut out = String::new();
-        let _ = writeln!(out, "{heading}");
-        for note in &self.options.notes {
-            let _ = writeln!(out, "Note: {note}");
-        }
-        let _ = writeln!(out);
-        out.push_str(&table(&rows));
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
+        let out = report(
+            heading,
+            &self.options.notes,
+            &rows,
             "Throughputs are medians over the runs (MB = 10^6 bytes); ratios are Xen's over \
-             Linux's, of the medians. Details:"
+             Linux's, of the medians. Details:",
+            notes,
+            &self.failures,
+            complete,
         );
-        for note in notes {
-            let _ = writeln!(out, "  - {note}");
-        }
-        if !complete {
-            let _ = writeln!(out, "\nSome figures could not be measured (n/a above).");
-        }
         (out, complete)
     }
 }

@@ -8,7 +8,6 @@
 //! targets.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -19,7 +18,7 @@ use xen_runner::status::GuestExit;
 
 use crate::domu::{self, Job, JobResult};
 use crate::stats::{ratio_at_least, summarize, Summary};
-use crate::threads::{build_both, cargo_build, ratios, seconds, table};
+use crate::threads::{build_both, cargo_build, ratios, report, seconds};
 use crate::{loadavg, now_utc, random_seed, Bench};
 
 /// The guest's crate and the load generator's, in the repository.
@@ -446,28 +445,16 @@ impl Report<'_> {
              while the guest reports its memory. Failed requests over all runs: {errors}",
             self.options.seconds, self.options.mib,
         ));
-        if !self.failures.is_empty() {
-            notes.push(format!("runs that did not count: {}", self.failures.join("; ")));
-        }
-        let mut out = String::new();
-        let _ = writeln!(out, "{heading}");
-        for note in &self.options.notes {
-            let _ = writeln!(out, "Note: {note}");
-        }
-        let _ = writeln!(out);
-        out.push_str(&table(&rows));
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
+        let out = report(
+            heading,
+            &self.options.notes,
+            &rows,
             "Figures are medians over the runs (MB = 10^6 bytes); ratios are Xen's over Linux's, of \
-             the medians. Details:"
+             the medians. Details:",
+            notes,
+            &self.failures,
+            complete,
         );
-        for note in notes {
-            let _ = writeln!(out, "  - {note}");
-        }
-        if !complete {
-            let _ = writeln!(out, "\nSome figures could not be measured (n/a above).");
-        }
         (out, complete)
     }
 }

@@ -544,29 +544,16 @@ impl Report<'_> {
             seconds(length(0)),
             seconds(length(1))
         ));
-        if !self.failures.is_empty() {
-            notes.push(format!("runs that did not count: {}", self.failures.join("; ")));
-        }
-
-        let mut out = String::new();
-        let _ = writeln!(out, "{heading}");
-        for note in &self.options.notes {
-            let _ = writeln!(out, "Note: {note}");
-        }
-        let _ = writeln!(out);
-        out.push_str(&table(&rows));
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
+        let out = report(
+            heading,
+            &self.options.notes,
+            &rows,
             "Times per operation are medians over the runs; ratios are Linux's over Xen's, of the \
-             medians (\"uncertain\" when the minimums disagree). Details:"
+             medians (\"uncertain\" when the minimums disagree). Details:",
+            notes,
+            &self.failures,
+            complete,
         );
-        for note in notes {
-            let _ = writeln!(out, "  - {note}");
-        }
-        if !complete {
-            let _ = writeln!(out, "\nSome figures could not be measured (n/a above).");
-        }
         (out, complete)
     }
 }
@@ -581,6 +568,40 @@ pub(crate) fn table(rows: &[[String; 5]]) -> String {
             let _ = write!(out, "{cell:w$}  ");
         }
         let _ = writeln!(out, "{}", r[4]);
+    }
+    out
+}
+
+/// A part's report: its heading, the user's notes, the table, the line that says how to read
+/// it, the details (and the runs that did not count), and a last line if some figure is
+/// missing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn report(
+    heading: &str,
+    user_notes: &[String],
+    rows: &[[String; 5]],
+    how_to_read: &str,
+    details: Vec<String>,
+    failures: &[String],
+    complete: bool,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{heading}");
+    for note in user_notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
+    let _ = writeln!(out);
+    out.push_str(&table(rows));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{how_to_read}");
+    for note in &details {
+        let _ = writeln!(out, "  - {note}");
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out, "  - runs that did not count: {}", failures.join("; "));
+    }
+    if !complete {
+        let _ = writeln!(out, "\nSome figures could not be measured (n/a above).");
     }
     out
 }
