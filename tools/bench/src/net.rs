@@ -18,7 +18,7 @@ use xen_runner::status::GuestExit;
 
 use crate::domu::{self, Job, JobResult};
 use crate::stats::{ratio_at_least, summarize, Summary};
-use crate::threads::{build_both, cargo_build, ratios, report, seconds};
+use crate::threads::{build_both, cargo_build, ratios, report, round_ratios, seconds};
 use crate::{loadavg, now_utc, random_seed, Bench};
 
 /// The guest's crate and the load generator's, in the repository.
@@ -326,13 +326,7 @@ impl Report<'_> {
     }
 
     fn round_ratios(&self, f: &impl Fn(&Measured) -> Option<f64>) -> Vec<f64> {
-        self.runs[0]
-            .iter()
-            .zip(&self.runs[1])
-            .filter_map(|(x, l)| Some((f(x.as_ref()?)?, f(l.as_ref()?)?)))
-            .filter(|(_, l)| *l > 0.0)
-            .map(|(x, l)| x / l)
-            .collect()
+        round_ratios(&self.runs, f, |x, l| (x, l))
     }
 
     /// One row against a target (Xen over Linux at least `target`) and its note.

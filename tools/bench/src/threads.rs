@@ -397,13 +397,7 @@ impl Report<'_> {
 
     /// Linux's value over Xen's, round by round.
     fn round_ratios(&self, f: impl Fn(&Measured) -> Option<f64>) -> Vec<f64> {
-        self.runs[0]
-            .iter()
-            .zip(&self.runs[1])
-            .filter_map(|(x, l)| Some((f(x.as_ref()?)?, f(l.as_ref()?)?)))
-            .filter(|(x, _)| *x > 0.0)
-            .map(|(x, l)| l / x)
-            .collect()
+        round_ratios(&self.runs, f, |x, l| (l, x))
     }
 
     /// A table row and a note for one figure whose target is Linux / Xen >= `limit`.
@@ -572,6 +566,22 @@ pub(crate) fn table(rows: &[[String; 5]]) -> String {
     out
 }
 
+/// The ratio of each round whose two guests both gave the figure `f`: `order` says which of
+/// (Xen's, Linux's) is the numerator; a zero denominator drops the round.
+pub(crate) fn round_ratios<M>(
+    runs: &[Vec<Option<M>>; 2],
+    f: impl Fn(&M) -> Option<f64>,
+    order: fn(f64, f64) -> (f64, f64),
+) -> Vec<f64> {
+    runs[0]
+        .iter()
+        .zip(&runs[1])
+        .filter_map(|(x, l)| Some(order(f(x.as_ref()?)?, f(l.as_ref()?)?)))
+        .filter(|(_, d)| *d > 0.0)
+        .map(|(n, d)| n / d)
+        .collect()
+}
+
 /// A part's report: its heading, the user's notes, the table, the line that says how to read
 /// it, the details (and the runs that did not count), and a last line if some figure is
 /// missing.
@@ -671,6 +681,14 @@ fn pct(sorted: &[f64], p: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_ratios_skip_missing_figures_and_zero_denominators() {
+        let runs = [vec![Some(2.0), None, Some(3.0), Some(0.0)], vec![Some(4.0), Some(1.0), Some(0.0), Some(5.0)]];
+        let figure = |v: &f64| Some(*v);
+        assert_eq!(round_ratios(&runs, figure, |x, l| (x, l)), vec![0.5, 0.0]);
+        assert_eq!(round_ratios(&runs, figure, |x, l| (l, x)), vec![2.0, 0.0]);
+    }
 
     #[test]
     fn reads_the_guest_lines() {
