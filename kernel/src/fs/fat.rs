@@ -30,7 +30,7 @@ use hadris_fat::time::{FatDateTime, TimeProvider};
 use super::blockcache::{BlockCache, CacheRef, Sectors};
 use super::data::Data;
 use super::errno::Errno;
-use super::tree::{MAX_HANDLES, NAME_MAX, Stat, Time, Whence, flags::*};
+use super::tree::{insert_handle, NAME_MAX, Stat, Time, Whence, flags::*};
 
 type Volume<D> = FatVolume<CacheRef<D>>;
 
@@ -335,17 +335,7 @@ impl FatFs {
             contents,
             dirty,
         };
-        let slot = match self.handles.iter().position(Option::is_none) {
-            Some(slot) => slot,
-            None if self.handles.len() < MAX_HANDLES => {
-                self.handles.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
-                self.handles.push(None);
-                self.handles.len() - 1
-            }
-            None => return Err(Errno::EMFILE),
-        };
-        self.handles[slot] = Some(handle);
-        Ok(slot)
+        insert_handle(&mut self.handles, handle)
     }
 
     /// A file's contents, read into memory.

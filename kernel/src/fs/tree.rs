@@ -24,6 +24,22 @@ pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
 /// The most handles open at once.
 pub const MAX_HANDLES: usize = 1 << 16;
+
+/// Puts `handle` in the first free slot of `handles` (growing it up to [`MAX_HANDLES`]) and
+/// returns the slot: `EMFILE` when all are taken, `ENOSPC` when memory for one more is not there.
+pub fn insert_handle<T>(handles: &mut Vec<Option<T>>, handle: T) -> Result<usize, Errno> {
+    let slot = match handles.iter().position(Option::is_none) {
+        Some(slot) => slot,
+        None if handles.len() < MAX_HANDLES => {
+            handles.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
+            handles.push(None);
+            handles.len() - 1
+        }
+        None => return Err(Errno::EMFILE),
+    };
+    handles[slot] = Some(handle);
+    Ok(slot)
+}
 /// Permission bits taken away from those a program creates with, as Linux's default umask.
 pub const UMASK: u32 = 0o022;
 
@@ -297,16 +313,7 @@ impl Tree {
             }
         };
         let handle = Handle { ino, pos: 0, read, write, append: open_flags & O_APPEND != 0 };
-        let slot = match self.handles.iter().position(Option::is_none) {
-            Some(slot) => slot,
-            None if self.handles.len() < MAX_HANDLES => {
-                self.handles.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
-                self.handles.push(None);
-                self.handles.len() - 1
-            }
-            None => return Err(Errno::EMFILE),
-        };
-        self.handles[slot] = Some(handle);
+        let slot = insert_handle(&mut self.handles, handle)?;
         self.node_mut(ino).refs += 1;
         Ok(slot)
     }
