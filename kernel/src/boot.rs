@@ -81,7 +81,9 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
     // SAFETY: boot runs once, before anything reads the command line.
     let parsed = unsafe { (*addr_of_mut!(CMDLINE)).parse(&si.cmd_line[..line_len]) };
     let framed = cmdline().console == ConsoleMode::Framed;
-    console::set_mode(if parsed.is_ok() { cmdline().console } else { ConsoleMode::Plain });
+    // On a bad line the mode is what the tokens before the bad one chose: the runner's
+    // `xen.console=framed` comes first, so it still reads the error and the exit status.
+    console::set_mode(cmdline().console);
     log::set_max_level(cmdline().log.unwrap_or(if framed { Level::Info } else { Level::Warn }));
 
     let dom0 = si.flags & SIF_INITDOMAIN != 0;
@@ -105,7 +107,11 @@ pub extern "C" fn boot(si: *const StartInfo, boot_rsp: u64) -> ! {
     }
     if let Err(error) = parsed {
         let (what, at) = error.describe();
-        log::write(Level::Error, format_args!("bad command line: {what}, at byte {at}"));
+        let token = crate::cmdline::token_at(&si.cmd_line[..line_len], at);
+        log::write(
+            Level::Error,
+            format_args!("bad command line: {what}: `{}` (docs/abi.md section 1 lists the options)", token.escape_ascii()),
+        );
         crate::exit(2);
     }
 

@@ -252,6 +252,12 @@ impl Error {
     }
 }
 
+/// The raw (still percent-encoded) token of `line` that starts at byte `at`, for messages.
+pub fn token_at(line: &[u8], at: usize) -> &[u8] {
+    let rest = line.get(at..).unwrap_or(&[]);
+    &rest[..rest.iter().position(|&b| b == b' ').unwrap_or(rest.len())]
+}
+
 /// Splits `line` at runs of spaces; yields each token with its byte offset.
 fn split(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     let mut at = 0;
@@ -435,6 +441,17 @@ mod tests {
         assert_eq!(parsed("xen.nope=1").err(), Some(Error::UnknownOption(0)));
         assert_eq!(parsed("xen.console=loud").err(), Some(Error::BadValue(0)));
         assert_eq!(parsed("=x").err(), Some(Error::BareWord(0)));
+    }
+
+    #[test]
+    fn a_bad_token_is_named_and_the_console_mode_before_it_stands() {
+        let line = "xen.console=framed xen.log=info xen.bogus=1 -- app";
+        let mut c = CmdLine::new();
+        let Err(e) = c.parse(line.as_bytes()) else { panic!("parsed") };
+        assert_eq!(token_at(line.as_bytes(), e.describe().1), b"xen.bogus=1");
+        assert_eq!(c.console, ConsoleMode::Framed);
+        assert_eq!(token_at(b"A=1 bare", 4), b"bare");
+        assert_eq!(token_at(b"xen.x=1", 99), b"");
     }
 
     #[test]

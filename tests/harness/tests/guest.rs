@@ -257,6 +257,16 @@ fn exit_statuses_come_back_as_dom0() {
 }
 
 #[test]
+fn a_bad_kernel_option_ends_the_guest_with_status_2_naming_it() {
+    for (arg, what) in [("--kernel-arg=xen.bogus=1", "an unknown xen. option: `xen.bogus=1`"), ("--kernel-arg=xen.ip=300.1.1.1/24", "a bad value for a xen. option: `xen.ip=300.1.1.1/24`")] {
+        let xen = run("exit_status", Mode::Dom0, &[arg], &["0"]);
+        assert_eq!(xen.status, 2, "{arg}: stderr: {}", xen.stderr);
+        assert!(xen.stderr.contains(&format!("bad command line: {what}")), "{arg}: {}", xen.stderr);
+        assert_eq!(xen.stdout, "", "main must not run");
+    }
+}
+
+#[test]
 fn exit_status_comes_back_as_domu() {
     let xen = DOMU.result("exit_status");
     assert_eq!(xen.status, 42, "stderr: {}", xen.stderr);
