@@ -340,13 +340,8 @@ fn measure(side: usize, result: &JobResult) -> Measured {
             }
         }
     }
-    let ended_well = if side == 0 {
-        result.out.exit == Some(GuestExit::Status(0))
-    } else {
-        result.how.as_deref() == Some("poweroff")
-    };
-    if m.trouble.is_none() && !ended_well {
-        m.trouble = Some(result.ending());
+    if m.trouble.is_none() {
+        m.trouble = crate::threads::bad_ending(side, result);
     }
     m
 }

@@ -14,7 +14,6 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use xen_runner::cmdline::GuestCommandLine;
 use xen_runner::cpio::CpioWriter;
-use xen_runner::status::GuestExit;
 
 use crate::domu::{self, Job, JobResult};
 use crate::stats::{ratio_at_least, summarize, Summary};
@@ -300,13 +299,8 @@ fn measure(side: usize, result: &JobResult) -> Measured {
     if let [Some(a), Some(b)] = cpu {
         m.cpu = Some((b.0 - a.0, b.1 - a.1));
     }
-    let ended_well = if side == 0 {
-        result.out.exit == Some(GuestExit::Status(0))
-    } else {
-        result.how.as_deref() == Some("poweroff")
-    };
-    if m.trouble.is_none() && !ended_well {
-        m.trouble = Some(result.ending());
+    if m.trouble.is_none() {
+        m.trouble = crate::threads::bad_ending(side, result);
     }
     if m.trouble.is_none() && result.driver_exit != Some(0) {
         m.trouble = Some(format!("the driver ended with {:?}: {}", result.driver_exit, result.driver.join(" | ")));

@@ -366,15 +366,21 @@ fn measure(side: usize, result: &JobResult) -> Measured {
             },
         }
     }
+    if m.trouble.is_none() {
+        m.trouble = bad_ending(side, result);
+    }
+    m
+}
+
+/// How a run's guest ended, if not as a finished run ends: the Xen guest (side 0) with status
+/// 0, the Linux guest (side 1) with a power-off.
+pub(crate) fn bad_ending(side: usize, result: &JobResult) -> Option<String> {
     let ended_well = if side == 0 {
         result.out.exit == Some(GuestExit::Status(0))
     } else {
         result.how.as_deref() == Some("poweroff")
     };
-    if m.trouble.is_none() && !ended_well {
-        m.trouble = Some(result.ending());
-    }
-    m
+    (!ended_well).then(|| result.ending())
 }
 
 /// Everything measured, ready to print.

@@ -187,139 +187,46 @@ fn run(plan: &Plan) -> std::io::Result<()> {
 
 fn main() {
     let outcome = plan().map_err(std::io::Error::other).and_then(|plan| run(&plan));
-    match outcome {
-        Ok(()) => println!("xbench done"),
-        Err(e) => println!("xbench failed {e}"),
-    }
-    #[cfg(target_os = "linux")]
-    if std::process::id() == 1 {
-        // As Linux's init, returning would panic the kernel: power the domain off instead.
-        linux::power_off();
-    }
+    init::end(outcome);
 }
 
-/// What Linux's init needs: its block driver and device node, then a power-off; raw system
-/// calls, no libc crate.
+/// What Linux's init needs for the disk: its block driver and device node, vfat, the page cache
+/// dropped.
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::time::Duration;
+    use super::init::{self, check, syscall5};
 
-    const SYS_IOCTL: usize = 16;
     const SYS_MKNOD: usize = 133;
-    const SYS_REBOOT: usize = 169;
-    const SYS_FINIT_MODULE: usize = 313;
-    const TCSBRK: usize = 0x5409;
-    const LINUX_REBOOT_MAGIC1: usize = 0xfee1_dead;
-    const LINUX_REBOOT_MAGIC2: usize = 672_274_793;
-    const LINUX_REBOOT_CMD_POWER_OFF: usize = 0x4321_fedc;
     /// `xvd` disks: block major 202, minor 0 for xvda (Linux's `devices.txt`).
     const XVD_MAJOR: usize = 202;
     const S_IFBLK: usize = 0o060000;
 
-    fn syscall4(nr: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
-        let ret: isize;
-        // SAFETY: the calls made here take integers and NUL-terminated paths that outlive the
-        // call (mknod reads its path, finit_module its empty argument string); `syscall`
-        // clobbers rcx and r11, declared so.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") nr as isize => ret,
-                in("rdi") a,
-                in("rsi") b,
-                in("rdx") c,
-                in("r10") d,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
-    }
-
     /// Loads xen-blkfront (from the initramfs) unless the disk is there already, makes
     /// `/dev/xvda` and waits for the driver to have probed it.
     pub fn xvda() -> std::io::Result<std::path::PathBuf> {
-        use std::os::fd::AsRawFd as _;
-        let sysfs = std::path::Path::new("/sys/block/xvda");
-        if std::fs::metadata("/sys/block").is_err() {
-            std::fs::create_dir_all("/sys")?;
-            let ret = mount(c"sysfs", c"/sys", c"sysfs");
-            if ret < 0 {
-                return Err(std::io::Error::other(format!("mounting /sys: {ret}")));
-            }
+        init::mount_proc_and_sys()?;
+        if !std::path::Path::new("/sys/block/xvda").exists() {
+            init::load_module("xen-blkfront")?;
         }
-        if !sysfs.exists() {
-            let module = std::fs::File::open("/xen-blkfront.ko")?;
-            let ret = syscall4(SYS_FINIT_MODULE, module.as_raw_fd() as usize, c"".as_ptr() as usize, 0, 0);
-            if ret < 0 {
-                return Err(std::io::Error::other(format!("finit_module(xen-blkfront): {ret}")));
-            }
-        }
-        let start = std::time::Instant::now();
-        while !sysfs.exists() {
-            if start.elapsed() > Duration::from_secs(20) {
-                return Err(std::io::Error::other("xen-blkfront found no xvda in 20 s"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        init::wait_for("/sys/block/xvda", "xen-blkfront found no xvda")?;
         std::fs::create_dir_all("/dev")?;
         let _ = std::fs::remove_file("/dev/xvda");
-        let ret = syscall4(SYS_MKNOD, c"/dev/xvda".as_ptr() as usize, S_IFBLK | 0o600, XVD_MAJOR << 8, 0);
-        if ret < 0 {
-            return Err(std::io::Error::other(format!("mknod /dev/xvda: {ret}")));
-        }
+        // SAFETY: a NUL-terminated path that outlives the call; the rest are integers.
+        let ret = unsafe { syscall5(SYS_MKNOD, c"/dev/xvda".as_ptr() as usize, S_IFBLK | 0o600, XVD_MAJOR << 8, 0, 0) };
+        check(ret, || "mknod /dev/xvda".into())?;
         Ok("/dev/xvda".into())
-    }
-
-    fn mount(source: &std::ffi::CStr, target: &std::ffi::CStr, kind: &std::ffi::CStr) -> isize {
-        const SYS_MOUNT: usize = 165;
-        let ret: isize;
-        // SAFETY: three NUL-terminated strings that outlive the call, no flags, no data.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") SYS_MOUNT as isize => ret,
-                in("rdi") source.as_ptr(),
-                in("rsi") target.as_ptr(),
-                in("rdx") kind.as_ptr(),
-                in("r10") 0usize,
-                in("r8") 0usize,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
     }
 
     /// Loads the FAT modules (from the initramfs) and mounts `/dev/xvda` at `/mnt` as vfat.
     pub fn mount_vfat() -> std::io::Result<()> {
-        use std::os::fd::AsRawFd as _;
         for name in ["fat", "vfat", "nls_cp437", "nls_ascii"] {
-            let module = std::fs::File::open(format!("/{name}.ko"))?;
-            let ret = syscall4(SYS_FINIT_MODULE, module.as_raw_fd() as usize, c"".as_ptr() as usize, 0, 0);
-            if ret < 0 {
-                return Err(std::io::Error::other(format!("finit_module({name}): {ret}")));
-            }
+            init::load_module(name)?;
         }
-        std::fs::create_dir_all("/mnt")?;
-        let ret = mount(c"/dev/xvda", c"/mnt", c"vfat");
-        if ret < 0 {
-            return Err(std::io::Error::other(format!("mounting /dev/xvda as vfat: {ret}")));
-        }
-        Ok(())
+        init::mount(c"/dev/xvda", c"/mnt", c"vfat")
     }
 
     /// Writes back and drops the page cache, so that reading the file reads the disk.
     pub fn drop_caches() -> std::io::Result<()> {
-        if std::fs::metadata("/proc/sys").is_err() {
-            std::fs::create_dir_all("/proc")?;
-            let ret = mount(c"proc", c"/proc", c"proc");
-            if ret < 0 {
-                return Err(std::io::Error::other(format!("mounting /proc: {ret}")));
-            }
-        }
         std::fs::write("/proc/sys/vm/drop_caches", b"3\n")
     }
 
@@ -338,15 +245,7 @@ mod linux {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
     }
-
-    /// Waits until the console has taken stdout's bytes and powers off.
-    pub fn power_off() -> ! {
-        syscall4(SYS_IOCTL, 1, TCSBRK, 1, 0);
-        std::thread::sleep(Duration::from_millis(300));
-        let ret = syscall4(SYS_REBOOT, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_POWER_OFF, 0);
-        println!("xbench failed reboot returned {ret}");
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-        }
-    }
 }
+
+#[path = "../../linux_init.rs"]
+mod init;

@@ -260,68 +260,21 @@ fn run() -> std::io::Result<()> {
 }
 
 fn main() {
-    match run() {
-        Ok(()) => println!("xbench done"),
-        Err(e) => println!("xbench failed {e}"),
-    }
-    #[cfg(target_os = "linux")]
-    if std::process::id() == 1 {
-        // As Linux's init, returning would panic the kernel: power the domain off instead.
-        linux::power_off();
-    }
+    init::end(run());
 }
 
-/// What Linux's init needs: /proc and /sys, its network driver and eth0's address, then a
-/// power-off; raw system calls, no libc crate.
+/// What Linux's init needs for the network: its driver and eth0's address.
 #[cfg(target_os = "linux")]
 mod linux {
+    use super::init::{self, check, syscall5};
     use std::os::fd::AsRawFd as _;
-    use std::time::Duration;
 
-    const SYS_IOCTL: usize = 16;
-    const SYS_MOUNT: usize = 165;
-    const SYS_REBOOT: usize = 169;
-    const SYS_FINIT_MODULE: usize = 313;
-    const TCSBRK: usize = 0x5409;
     const SIOCGIFFLAGS: usize = 0x8913;
     const SIOCSIFFLAGS: usize = 0x8914;
     const SIOCSIFADDR: usize = 0x8916;
     const SIOCSIFNETMASK: usize = 0x891c;
     const IFF_UP: u16 = 0x1;
     const AF_INET: u16 = 2;
-    const LINUX_REBOOT_MAGIC1: usize = 0xfee1_dead;
-    const LINUX_REBOOT_MAGIC2: usize = 672_274_793;
-    const LINUX_REBOOT_CMD_POWER_OFF: usize = 0x4321_fedc;
-
-    fn syscall5(nr: usize, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
-        let ret: isize;
-        // SAFETY: the calls made here take integers, NUL-terminated strings and a `struct
-        // ifreq` that outlive the call; `syscall` clobbers rcx and r11, declared so.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") nr as isize => ret,
-                in("rdi") a,
-                in("rsi") b,
-                in("rdx") c,
-                in("r10") d,
-                in("r8") e,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
-    }
-
-    fn mount(source: &std::ffi::CStr, target: &std::ffi::CStr, kind: &std::ffi::CStr) -> std::io::Result<()> {
-        std::fs::create_dir_all(target.to_str().unwrap_or("/"))?;
-        let ret = syscall5(SYS_MOUNT, source.as_ptr() as usize, target.as_ptr() as usize, kind.as_ptr() as usize, 0, 0);
-        if ret < 0 {
-            return Err(std::io::Error::other(format!("mounting {target:?}: {ret}")));
-        }
-        Ok(())
-    }
 
     /// A `struct ifreq` (40 bytes) for `eth0`, with `data` at the union's start.
     fn ifreq(data: &[u8]) -> [u8; 40] {
@@ -332,11 +285,9 @@ mod linux {
     }
 
     fn ioctl(fd: i32, request: usize, req: &mut [u8; 40], what: &str) -> std::io::Result<()> {
-        let ret = syscall5(SYS_IOCTL, fd as usize, request, req.as_mut_ptr() as usize, 0, 0);
-        if ret < 0 {
-            return Err(std::io::Error::other(format!("{what}: {ret}")));
-        }
-        Ok(())
+        // SAFETY: an open socket and a `struct ifreq` that outlives the call.
+        let ret = unsafe { syscall5(init::SYS_IOCTL, fd as usize, request, req.as_mut_ptr() as usize, 0, 0) };
+        check(ret, || what.into())
     }
 
     /// A `struct sockaddr_in` for `addr`.
@@ -349,26 +300,15 @@ mod linux {
 
     /// Loads xen-netfront, waits for eth0, gives it `cidr` (A.B.C.D/N) and brings it up.
     pub fn network_up(cidr: &str) -> std::io::Result<()> {
-        mount(c"proc", c"/proc", c"proc")?;
-        mount(c"sysfs", c"/sys", c"sysfs")?;
+        init::mount_proc_and_sys()?;
         let bad = || std::io::Error::other(format!("ip={cidr}: not A.B.C.D/N"));
         let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
         let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
         let prefix: u32 = prefix.parse().ok().filter(|&p| (1..=32).contains(&p)).ok_or_else(bad)?;
         let mask = (u32::MAX << (32 - prefix)).to_be_bytes();
 
-        let module = std::fs::File::open("/xen-netfront.ko")?;
-        let ret = syscall5(SYS_FINIT_MODULE, module.as_raw_fd() as usize, c"".as_ptr() as usize, 0, 0, 0);
-        if ret < 0 {
-            return Err(std::io::Error::other(format!("finit_module(xen-netfront): {ret}")));
-        }
-        let start = std::time::Instant::now();
-        while !std::path::Path::new("/sys/class/net/eth0").exists() {
-            if start.elapsed() > Duration::from_secs(20) {
-                return Err(std::io::Error::other("xen-netfront made no eth0 in 20 s"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        init::load_module("xen-netfront")?;
+        init::wait_for("/sys/class/net/eth0", "xen-netfront made no eth0")?;
         let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
         let fd = sock.as_raw_fd();
         ioctl(fd, SIOCSIFADDR, &mut ifreq(&sockaddr(addr.octets())), "SIOCSIFADDR")?;
@@ -379,15 +319,7 @@ mod linux {
         ioctl(fd, SIOCSIFFLAGS, &mut ifreq(&flags.to_ne_bytes()), "SIOCSIFFLAGS")?;
         Ok(())
     }
-
-    /// Waits until the console has taken stdout's bytes and powers off.
-    pub fn power_off() -> ! {
-        syscall5(SYS_IOCTL, 1, TCSBRK, 1, 0, 0);
-        std::thread::sleep(Duration::from_millis(300));
-        let ret = syscall5(SYS_REBOOT, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_POWER_OFF, 0, 0);
-        println!("xbench failed reboot returned {ret}");
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-        }
-    }
 }
+
+#[path = "../../linux_init.rs"]
+mod init;

@@ -56,7 +56,7 @@ fn main() {
         if code != 0 {
             println!("xbench failed status={code}");
         }
-        linux::power_off();
+        init::power_off();
     }
     std::process::exit(code);
 }
@@ -221,55 +221,5 @@ fn sleep_overshoot(n: u32) {
     );
 }
 
-/// What Linux's init needs: no libc crate, two raw system calls.
-#[cfg(target_os = "linux")]
-mod linux {
-    use std::time::Duration;
-
-    const SYS_IOCTL: usize = 16;
-    const SYS_REBOOT: usize = 169;
-    const TCSBRK: usize = 0x5409;
-    const LINUX_REBOOT_MAGIC1: usize = 0xfee1_dead;
-    const LINUX_REBOOT_MAGIC2: usize = 672_274_793;
-    const LINUX_REBOOT_CMD_POWER_OFF: usize = 0x4321_fedc;
-
-    /// `syscall(nr, a, b, c, d)`; returns the raw result (a negative errno on failure).
-    fn syscall4(nr: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
-        let ret: isize;
-        // SAFETY: the two calls made here (ioctl TCSBRK on stdout, reboot) take only integers
-        // and touch no memory of this process; `syscall` clobbers rcx and r11, declared so.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") nr as isize => ret,
-                in("rdi") a,
-                in("rsi") b,
-                in("rdx") c,
-                in("r10") d,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
-    }
-
-    /// Waits until the console has taken stdout's bytes, gives xenconsoled a moment to read
-    /// them out of the ring, and powers off (Xen: a poweroff shutdown of the domain).
-    pub fn power_off() -> ! {
-        // tcdrain(1): TCSBRK with a non-zero argument waits for the output to drain.
-        syscall4(SYS_IOCTL, 1, TCSBRK, 1, 0);
-        std::thread::sleep(Duration::from_millis(300));
-        let ret = syscall4(
-            SYS_REBOOT,
-            LINUX_REBOOT_MAGIC1,
-            LINUX_REBOOT_MAGIC2,
-            LINUX_REBOOT_CMD_POWER_OFF,
-            0,
-        );
-        println!("xbench failed reboot returned {ret}");
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-        }
-    }
-}
+#[path = "../../linux_init.rs"]
+mod init;
