@@ -1,4 +1,4 @@
-//! Both ends of the harness's bulk TCP test (`net_bulk_100mb`, docs/net.md), std only.
+//! Both ends of the harness's bulk TCP test (`net_bulk_100mb`, docs/net.md): std and `sha2`.
 //!
 //! A sender writes `len` bytes of a [`fill`] pattern and shuts its side down; the receiver reads
 //! until that end of the stream, compares every byte with the same pattern and hashes what came
