@@ -1,10 +1,13 @@
-//! An HTTP client for the harness's Linux dom0, against a guest's HTTP server (examples/http).
-//! std only, built static, so that it runs in dom0's busybox initramfs:
+//! The harness's client in its Linux dom0, against a guest's server; std only (and the `bulk`
+//! crate's SHA-256), built static, so that it runs in dom0's busybox initramfs:
 //!
 //!     dom0-client ADDR sequential N   N connections, one after another
 //!     dom0-client ADDR concurrent N   N connections open at once: every one connects first,
 //!                                     then each sends its request, then each reply is read
+//!     dom0-client ADDR bulk N LISTEN  N bytes to the guest's bulk server at ADDR, then N bytes
+//!                                     from the guest, which connects to LISTEN (`bulk`)
 //!
+//! The first two are against examples/http's server.
 //! Connection `i` asks for `/big?bytes=L` with `Connection: close`, where `L` = [`body_len`]`(i)`
 //! differs from one connection to the next (so that a reply meant for another connection shows).
 //! It succeeds when the reply's status line is `HTTP/1.1 200 OK`, its `Content-Length` is `L`,
@@ -17,7 +20,7 @@
 //! reason, and exits 0 only when every connection succeeded.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long a connect, a write or a read may take before the connection counts as failed: long,
@@ -147,14 +150,54 @@ fn concurrent(addr: &SocketAddr, n: usize) -> Tally {
     tally
 }
 
+/// `bulk`: sends `len` bytes to the guest's server at `addr` and checks the guest's report,
+/// then takes the guest's connection on `listen` and checks the `len` bytes it sends
+/// (tests/guest's `bulk`; the lines are the `bulk` crate's). Returns whether both came intact.
+fn bulk(addr: &SocketAddr, len: u64, listen: &SocketAddr) -> bool {
+    // Bound first, so that the guest finds it whenever it comes.
+    let listener = match TcpListener::bind(listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            println!("bulk: cannot listen on {listen}: {e}");
+            return false;
+        }
+    };
+    let to_guest = match TcpStream::connect_timeout(addr, bulk::PATIENCE) {
+        Ok(mut s) => bulk::sending_end("dom0->guest", &mut s, bulk::DOM0_TO_GUEST, len),
+        Err(e) => {
+            println!("dom0->guest: failed: connect to {addr}: {e}");
+            false
+        }
+    };
+    let from_guest = match bulk::accept_within(&listener) {
+        Ok(mut s) => bulk::receiving_end("guest->dom0", &mut s, bulk::GUEST_TO_DOM0, len),
+        Err(e) => {
+            println!("guest->dom0: failed: accept on {listen}: {e}");
+            false
+        }
+    };
+    to_guest && from_guest
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(2).map(String::as_str) == Some("bulk") {
+        let (Some(addr), Some(len), Some(listen)) = (
+            args[1].parse::<SocketAddr>().ok(),
+            args.get(3).and_then(|n| n.parse::<u64>().ok()),
+            args.get(4).and_then(|a| a.parse::<SocketAddr>().ok()),
+        ) else {
+            eprintln!("usage: dom0-client ADDR bulk N LISTEN");
+            std::process::exit(2);
+        };
+        std::process::exit(if bulk(&addr, len, &listen) { 0 } else { 1 });
+    }
     let (Some(addr), Some(mode), Some(n)) = (
         args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()),
         args.get(2).map(String::as_str),
         args.get(3).and_then(|n| n.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: dom0-client ADDR sequential|concurrent N");
+        eprintln!("usage: dom0-client ADDR sequential|concurrent N, or ADDR bulk N LISTEN");
         std::process::exit(2);
     };
     let started = Instant::now();

@@ -64,6 +64,11 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .xl(net::VIF)
         .timeout(300)
         .built_driver(net::many_connections_driver),
+    DomUJob::bin("net_bulk_100mb", "bulk")
+        .args(net::BULK_ARGS)
+        .xl(net::VIF)
+        .timeout(300)
+        .built_driver(net::bulk_driver),
     DomUJob::bin("net_dns", "sockets")
         .args(&["resolve", "dom0.xen.test", "7002", "nowhere.xen.test"])
         .xl(net::VIF)

@@ -3,8 +3,9 @@
 //!
 //!     net [ip=10.99.0.41/24]
 //!
-//! - port 8080: HTTP/1.1 as `examples/http` answers it (a thread per connection, keep-alive
-//!   unless the client asks to close), `GET /` a small page; nothing printed per request;
+//! - port 8080: HTTP/1.1 answered by `examples/http`'s own code (its `handler.rs`, included
+//!   here), a thread per connection, keep-alive unless the client asks to close; `GET /` a
+//!   small page; nothing printed per request;
 //! - port 9000: bulk TCP. The client's first line says what to do: `get N` makes the server
 //!   send N bytes of the pattern (`pattern_word`), `put N` makes it read N bytes, compare them
 //!   with the pattern and answer `sum HEX ok` (or `sum HEX bad AT`) with the checksum of what
@@ -23,8 +24,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-const PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Rust std on Xen</title></head>\n\
-<body><h1>Hello from a Xen guest</h1><p>Served by std::net over the kernel's TCP/IP stack.</p></body></html>\n";
+/// examples/http's own request handling, so that the requests per second are its code's.
+#[path = "../../../../../examples/http/src/handler.rs"]
+mod http;
 
 /// The 8 bytes of the bulk pattern at word `index` (byte offset `8 * index`): splitmix64, so a
 /// word that is lost, repeated or moved shows.
@@ -48,44 +50,9 @@ impl Sum {
     }
 }
 
-/// Answers HTTP requests on one connection until the client closes it (or asks to).
+/// Answers HTTP requests on one connection as examples/http does, printing nothing per request.
 fn serve_http(stream: TcpStream) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(&stream);
-    let mut out = std::io::BufWriter::with_capacity(16 * 1024, &stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let mut parts = line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let mut close = parts.next() == Some("HTTP/1.0");
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
-                break;
-            }
-            let lower = header.to_ascii_lowercase();
-            if lower.starts_with("connection:") && lower.contains("close") {
-                close = true;
-            }
-        }
-        let connection = if close { "close" } else { "keep-alive" };
-        if method == "GET" && target == "/" {
-            write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{PAGE}",
-                PAGE.len()
-            )?;
-        } else {
-            write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n")?;
-        }
-        out.flush()?;
-        if close {
-            return Ok(());
-        }
-    }
+    http::serve(stream, |_, _| {})
 }
 
 /// One bulk connection: `get N` or `put N`.
