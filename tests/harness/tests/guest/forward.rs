@@ -27,6 +27,18 @@ fn get(port: u16, path: &str) -> std::io::Result<Vec<u8>> {
     Ok(response[at + 4..].to_vec())
 }
 
+/// Stops the runner and fails with `what` and everything the runner printed (the guest's
+/// request lines say which requests reached it).
+fn fail(mut child: std::process::Child, what: &str) -> ! {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "{what}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_host_reaches_a_guest_server_through_the_runner_s_forwarding() {
     let image = super::net::http_image();
@@ -54,23 +66,21 @@ fn the_host_reaches_a_guest_server_through_the_runner_s_forwarding() {
                 let _ = e;
                 std::thread::sleep(Duration::from_millis(500));
             }
-            Err(e) => {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "no page through the forwarded port in 180 s: {e}\nstdout: {}\nstderr: {}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            Err(e) => fail(child, &format!("no page through the forwarded port in 180 s: {e}")),
         }
     };
     println!("first page after {:.1} s", start.elapsed().as_secs_f64());
     assert!(String::from_utf8_lossy(&page).contains("Hello from a Xen guest"));
-    let big = get(port, "/big?bytes=3000000").expect("the big body");
+    let big = match get(port, "/big?bytes=3000000") {
+        Ok(big) => big,
+        Err(e) => fail(child, &format!("the big body: {e}")),
+    };
     assert_eq!(big.len(), 3_000_000);
     assert!(big.iter().enumerate().all(|(i, &b)| b == b'a' + (i % 26) as u8), "the body's bytes");
-    assert!(String::from_utf8_lossy(&get(port, "/").unwrap()).contains("Hello from a Xen guest"));
+    match get(port, "/") {
+        Ok(page) => assert!(String::from_utf8_lossy(&page).contains("Hello from a Xen guest")),
+        Err(e) => fail(child, &format!("the page, a second time: {e}")),
+    }
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
