@@ -16,7 +16,7 @@
 //!
 //! Pure logic over the [`Sectors`] trait, tested on the host with a disk in memory.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -90,9 +90,19 @@ pub struct BlockCache<D: Sectors> {
     /// The last error of the disk, so that the filesystem reports it rather than the crate's
     /// generic I/O error.
     last_error: Option<Errno>,
+    /// A watched byte range (see [`BlockCache::watch`]).
+    watch: Option<Watch>,
     /// Counters for tests and logs: requests sent to the disk.
     pub reads: u64,
     pub writes: u64,
+}
+
+/// A byte range whose writes are noted, in units of `unit` bytes from `start`.
+struct Watch {
+    start: u64,
+    end: u64,
+    unit: u64,
+    touched: BTreeSet<u64>,
 }
 
 fn io_error(e: Errno) -> IoError {
@@ -116,6 +126,7 @@ impl<D: Sectors> BlockCache<D> {
             clock: 0,
             read_only,
             last_error: None,
+            watch: None,
             reads: 0,
             writes: 0,
         }
@@ -127,6 +138,18 @@ impl<D: Sectors> BlockCache<D> {
 
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Notes from now on which units of `unit` bytes of `len` bytes at `start` are written
+    /// (the first FAT, so that its free clusters can be recounted where it changed).
+    pub fn watch(&mut self, start: u64, len: u64, unit: u64) {
+        let end = start.saturating_add(len);
+        self.watch = Some(Watch { start, end, unit: unit.max(1), touched: BTreeSet::new() });
+    }
+
+    /// The watched units written since the last call.
+    pub fn take_touched(&mut self) -> BTreeSet<u64> {
+        self.watch.as_mut().map(|w| core::mem::take(&mut w.touched)).unwrap_or_default()
     }
 
     /// The disk error behind the crate's last I/O error, taken (once).
@@ -267,8 +290,15 @@ impl<D: Sectors> BlockCache<D> {
             return self.fail(Errno::EROFS);
         }
         let end = offset.checked_add(data.len() as u64).filter(|&e| e <= self.disk.len());
-        if end.is_none() {
-            return self.fail(Errno::EINVAL);
+        let Some(end) = end else { return self.fail(Errno::EINVAL) };
+        if let Some(w) = &mut self.watch
+            && offset < w.end
+            && end > w.start
+            && end > offset
+        {
+            let first = (offset.max(w.start) - w.start) / w.unit;
+            let last = (end.min(w.end) - 1 - w.start) / w.unit;
+            w.touched.extend(first..=last);
         }
         let bs = self.block as u64;
         let mut done = 0usize;

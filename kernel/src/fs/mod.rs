@@ -3,7 +3,8 @@
 //!
 //! [`cpio`] reads the archive, [`tree`] is the filesystem, [`data`] a file's contents and
 //! [`chunk`] the memory they take. Disks with a FAT volume are mounted under the tree
-//! (`xen.mount=`): [`mount`] routes paths, [`fat`] is a volume with its handles, [`blockcache`]
+//! (`xen.mount=`): [`mount`] routes paths, [`fat`] is a volume with its handles, [`fatmap`] its
+//! allocation table read directly, [`blockcache`]
 //! the volume's view of the disk. All of it is pure and tested on the host. The guest keeps
 //! one [`tree::Tree`] behind a sleeping [`Mutex`](crate::sync::Mutex): a call may copy
 //! megabytes or allocate, which a spin lock (upcalls masked) must not wait on.
@@ -14,6 +15,7 @@ pub mod cpio;
 pub mod data;
 pub mod errno;
 pub mod fat;
+pub mod fatmap;
 pub mod mount;
 pub mod tree;
 
