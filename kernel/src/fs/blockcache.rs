@@ -422,15 +422,19 @@ pub mod memdisk {
         /// Fails every request from then on.
         pub broken: bool,
         pub flushes: u64,
+        /// Writes that succeed before every further one fails (shared, so that a test can set
+        /// it once the disk is inside a cache).
+        pub writes_left: Arc<std::sync::atomic::AtomicU64>,
     }
 
     impl MemDisk {
         pub fn new(len: usize, sector: usize) -> Self {
-            MemDisk { shared: Arc::new(Mutex::new(alloc::vec![0; len])), sector, broken: false, flushes: 0 }
+            Self::from_bytes(alloc::vec![0; len], sector)
         }
 
         pub fn from_bytes(bytes: Vec<u8>, sector: usize) -> Self {
-            MemDisk { shared: Arc::new(Mutex::new(bytes)), sector, broken: false, flushes: 0 }
+            let writes_left = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+            MemDisk { shared: Arc::new(Mutex::new(bytes)), sector, broken: false, flushes: 0, writes_left }
         }
 
         pub fn bytes(&self) -> Vec<u8> {
@@ -458,6 +462,10 @@ pub mod memdisk {
         }
         fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
             self.check(offset, data.len())?;
+            let left = std::sync::atomic::Ordering::SeqCst;
+            if self.writes_left.fetch_update(left, left, |n| n.checked_sub(1)).is_err() {
+                return Err(Errno::EIO);
+            }
             self.shared.lock().unwrap()[offset as usize..offset as usize + data.len()].copy_from_slice(data);
             Ok(())
         }

@@ -175,7 +175,11 @@ struct Handle {
 /// the entry to be right.
 struct Stream {
     key: FileKey,
+    /// The path it was made for (to find the entry again).
+    path: Components,
     writer: FileWriter<'static, CacheRef<D0>>,
+    /// Whether a write failed (the disk, part-way): see [`FatFs::commit`].
+    failed: bool,
     /// The file's length with what the writer added.
     len: u64,
     /// The time of the last write, for the entry.
@@ -438,9 +442,20 @@ impl FatFs {
         let Some(index) = self.streams.iter().position(|s| s.key == key) else { return Ok(()) };
         let mut stream = self.streams.swap_remove(index);
         stream.writer.set_modified(to_fat(stream.modified));
+        // A write that failed right after the writer took a new cluster leaves it in the chain
+        // past the file's end, which finishing would keep (one cluster too many for the
+        // size). One byte more puts it inside the file; cutting that byte off then gives it
+        // back through the crate, with its count of free clusters.
+        let cs = self.geo.cluster_size;
+        let pad = stream.failed && stream.len > 0 && stream.len % cs == 0 && stream.writer.write(&[0]).is_ok();
         let result = stream.writer.finish();
         self.changed_file(key);
-        result.map_err(|e| self.err(e))
+        result.map_err(|e| self.err(e))?;
+        if pad {
+            let (entry, _) = self.file(&stream.path)?;
+            self.vol.truncate(&entry, stream.len as usize).map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// Puts a handle's changes in its file's entry: a writer's size, or the time of an
@@ -608,14 +623,13 @@ impl FatFs {
             if self.fits(len, at - len + 1)? <= at - len {
                 return Err(Errno::ENOSPC);
             }
-            self.fill(&entry, key, at - len)?;
+            self.fill(path, &entry, key, at - len)?;
         }
         let n = self.fits(at, buf.len() as u64)? as usize;
         if n == 0 {
             return Err(Errno::ENOSPC);
         }
-        self.stream_write(&entry, key, &buf[..n])?;
-        Ok(n)
+        self.stream_write(path, &entry, key, &buf[..n])
     }
 
     /// How many of `n` bytes appended to a file of `len` bytes fit in the volume's free
@@ -632,33 +646,42 @@ impl FatFs {
     }
 
     /// Appends `n` zeros to the file (room for them checked by the caller).
-    fn fill(&mut self, entry: &FileEntry, key: FileKey, mut n: u64) -> Result<(), Errno> {
+    fn fill(&mut self, path: &Components, entry: &FileEntry, key: FileKey, mut n: u64) -> Result<(), Errno> {
         while n > 0 {
             let take = n.min(ZEROS.len() as u64) as usize;
-            self.stream_write(entry, key, &ZEROS[..take])?;
-            n -= take as u64;
+            n -= self.stream_write(path, entry, key, &ZEROS[..take])? as u64;
         }
         Ok(())
     }
 
-    /// Appends through the file's writer, made (positioned at the end) if it has none.
-    fn stream_write(&mut self, entry: &FileEntry, key: FileKey, data: &[u8]) -> Result<(), Errno> {
+    /// Appends through the file's writer, made (positioned at the end) if it has none;
+    /// returns the bytes written: all, or (the disk failing part-way) those before the failure.
+    fn stream_write(&mut self, path: &Components, entry: &FileEntry, key: FileKey, data: &[u8]) -> Result<usize, Errno> {
         let index = match self.streams.iter().position(|s| s.key == key) {
             Some(index) => index,
             None => {
                 let writer = FileWriter::new_append(self.vol, entry).map_err(|e| self.err(e))?;
                 self.streams.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
-                self.streams.push(Stream { key, writer, len: entry.len(), modified: now() });
+                let path = path.clone();
+                self.streams.push(Stream { key, path, writer, failed: false, len: entry.len(), modified: now() });
                 self.streams.len() - 1
             }
         };
         let stream = &mut self.streams[index];
+        let before = stream.len;
         let result = stream.writer.write(data);
-        // On an error the writer may have given back what it allocated, and its length with it.
+        // After an error the writer's length is what it wrote before it (less, if it gave
+        // back clusters it had allocated).
         stream.len = stream.writer.bytes_written() as u64;
         stream.modified = now();
+        let advanced = stream.len.saturating_sub(before) as usize;
+        stream.failed |= result.is_err();
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(data.len()),
+            Err(_) if advanced > 0 => {
+                self.changed_file(key);
+                Ok(advanced)
+            }
             Err(e) => {
                 self.changed_file(key);
                 Err(self.err(e))
@@ -719,7 +742,7 @@ impl FatFs {
             if self.fits(now_len, len - now_len)? < len - now_len {
                 return Err(Errno::ENOSPC);
             }
-            self.fill(&entry, key, len - now_len)?;
+            self.fill(&path, &entry, key, len - now_len)?;
         } else if len < now_len {
             self.cut(&path, key, len)?;
             self.handles[handle].as_mut().expect("checked above").touched = true;
@@ -851,249 +874,4 @@ fn same_kind(kind: Kind, crate_kind: hadris_fat::sync::FatType) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::blockcache::memdisk::MemDisk;
-    use super::*;
-    use hadris_fat::sync::format::{FatFormatOptions, FatVolumeFormatter};
-
-    const MIB: usize = 1 << 20;
-
-    /// A FAT image of `len` bytes, formatted by the crate, with a label.
-    fn image(len: usize) -> Vec<u8> {
-        let disk = MemDisk::new(len, 512);
-        let shared = disk.shared.clone();
-        let cache = Arc::new(spin::Mutex::new(BlockCache::new(disk, false)));
-        let vol =
-            FatVolumeFormatter::format(CacheRef(cache.clone()), FatFormatOptions::new(len as u64).volume_label("TEST"))
-                .unwrap();
-        drop(vol);
-        cache.lock().write_back().unwrap();
-        let bytes = shared.lock().unwrap().clone();
-        bytes
-    }
-
-    fn mount(bytes: Vec<u8>, read_only: bool) -> (FatFs, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-        set_clock(|| Time { secs: 1_767_225_600 + 3_600, nanos: 0 });
-        let disk = MemDisk::from_bytes(bytes, 512);
-        let shared = disk.shared.clone();
-        (FatFs::mount(Box::new(disk), read_only).unwrap(), shared)
-    }
-
-    fn put(fs: &mut FatFs, path: &str, data: &[u8]) {
-        let h = fs.open(path.as_bytes(), false, O_WRONLY | O_CREAT | O_TRUNC).unwrap();
-        assert_eq!(fs.write(h, data), Ok(data.len()));
-        fs.close(h).unwrap();
-    }
-
-    fn get(fs: &mut FatFs, path: &str) -> Result<Vec<u8>, Errno> {
-        let h = fs.open(path.as_bytes(), false, O_RDONLY)?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 3000];
-        loop {
-            let n = fs.read(h, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        fs.close(h)?;
-        Ok(out)
-    }
-
-    fn names(fs: &FatFs, path: &str) -> Vec<String> {
-        fs.read_dir(path.as_bytes()).unwrap().into_iter().map(|(n, d)| if d { n + "/" } else { n }).collect()
-    }
-
-    #[test]
-    fn files_survive_a_remount() {
-        let (mut fs, shared) = mount(image(8 * MIB), false);
-        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        fs.mkdir(b"dir").unwrap();
-        fs.mkdir(b"dir/sub").unwrap();
-        put(&mut fs, "dir/sub/big.bin", &big);
-        put(&mut fs, "A Long Name.txt", b"hello");
-        let h = fs.open(b"A Long Name.txt", false, O_WRONLY | O_APPEND).unwrap();
-        fs.write(h, b", world").unwrap();
-        fs.sync(h).unwrap();
-        fs.close(h).unwrap();
-        fs.sync_all().unwrap();
-        let bytes = shared.lock().unwrap().clone();
-        drop(fs);
-
-        let (mut fs, _) = mount(bytes, false);
-        assert_eq!(names(&fs, ""), ["A Long Name.txt", "dir/"]);
-        assert_eq!(names(&fs, "dir"), ["sub/"]);
-        assert_eq!(get(&mut fs, "dir/sub/big.bin").unwrap(), big);
-        assert_eq!(get(&mut fs, "a long name.TXT").unwrap(), b"hello, world", "names match without case");
-        let st = fs.stat(b"dir/sub/big.bin", false).unwrap();
-        assert_eq!((st.size, st.is_dir), (300_000, false));
-        assert!(fs.stat(b"dir", true).unwrap().is_dir);
-        assert_eq!(st.modified.secs, 1_767_225_600 + 3_600, "the clock's time, to FAT's 2 s");
-    }
-
-    #[test]
-    fn seeks_holes_and_lengths() {
-        let (mut fs, _) = mount(image(4 * MIB), false);
-        let h = fs.open(b"f", false, O_RDWR | O_CREAT).unwrap();
-        fs.write(h, b"abc").unwrap();
-        assert_eq!(fs.seek(h, 10, Whence::Start), Ok(10));
-        fs.write(h, b"z").unwrap();
-        assert_eq!(fs.fstat(h).unwrap().size, 11);
-        fs.seek(h, 0, Whence::Start).unwrap();
-        let mut buf = [9u8; 20];
-        assert_eq!(fs.read(h, &mut buf), Ok(11));
-        assert_eq!(&buf[..11], b"abc\0\0\0\0\0\0\0z");
-        fs.set_len(h, 2).unwrap();
-        fs.close(h).unwrap();
-        assert_eq!(get(&mut fs, "f").unwrap(), b"ab");
-        // Reading while another handle wrote: the reader sees the new contents after close.
-        let r = fs.open(b"f", false, O_RDONLY).unwrap();
-        put(&mut fs, "f", b"longer contents");
-        let mut buf = [0u8; 32];
-        assert_eq!(fs.read(r, &mut buf), Ok(15));
-        assert_eq!(fs.write(r, b"x"), Err(Errno::EBADF));
-        assert_eq!(fs.set_len(r, 0), Err(Errno::EINVAL));
-    }
-
-    #[test]
-    fn errors_as_on_linux() {
-        let (mut fs, _) = mount(image(4 * MIB), false);
-        put(&mut fs, "file", b"x");
-        fs.mkdir(b"d").unwrap();
-        put(&mut fs, "d/inner", b"y");
-        assert_eq!(fs.open(b"missing", false, O_RDONLY), Err(Errno::ENOENT));
-        assert_eq!(fs.open(b"nodir/x", false, O_WRONLY | O_CREAT), Err(Errno::ENOENT));
-        assert_eq!(fs.open(b"file", false, O_WRONLY | O_CREAT | O_EXCL), Err(Errno::EEXIST));
-        assert_eq!(fs.open(b"d", false, O_WRONLY), Err(Errno::EISDIR));
-        assert_eq!(fs.open(b"file/x", false, O_RDONLY), Err(Errno::ENOTDIR));
-        assert_eq!(fs.open(b"file", true, O_RDONLY), Err(Errno::ENOTDIR));
-        assert_eq!(fs.mkdir(b"d"), Err(Errno::EEXIST));
-        assert_eq!(fs.mkdir(b"FILE"), Err(Errno::EEXIST));
-        assert_eq!(fs.remove(b"d", true), Err(Errno::ENOTEMPTY));
-        assert_eq!(fs.remove(b"d", false), Err(Errno::EISDIR));
-        assert_eq!(fs.remove(b"file", true), Err(Errno::ENOTDIR));
-        assert_eq!(fs.remove(b"", true), Err(Errno::EBUSY));
-        assert_eq!(fs.read_dir(b"file"), Err(Errno::ENOTDIR));
-        assert_eq!(fs.rename(b"d", b"d/inner2", false), Err(Errno::EINVAL));
-        assert_eq!(fs.rename(b"file", b"d", false), Err(Errno::EISDIR));
-        assert_eq!(fs.rename(b"missing", b"x", false), Err(Errno::ENOENT));
-        let dh = fs.open(b"d", false, O_RDONLY).unwrap();
-        assert_eq!(fs.read(dh, &mut [0u8; 4]), Err(Errno::EISDIR));
-        // Rename replaces a file, moves into directories, changes case.
-        put(&mut fs, "other", b"other");
-        fs.rename(b"other", b"file", false).unwrap();
-        assert_eq!(get(&mut fs, "file").unwrap(), b"other");
-        fs.rename(b"file", b"d/moved", false).unwrap();
-        fs.rename(b"d/moved", b"d/MOVED", false).unwrap();
-        assert_eq!(names(&fs, "d"), ["MOVED", "inner"]);
-        fs.remove(b"d/inner", false).unwrap();
-        fs.remove(b"d/MOVED", false).unwrap();
-        fs.remove(b"d", true).unwrap();
-        assert_eq!(names(&fs, ""), Vec::<String>::new());
-    }
-
-    #[test]
-    fn read_only_writes_nothing() {
-        let (mut fs, shared) = mount(image(4 * MIB), false);
-        put(&mut fs, "keep", b"kept");
-        fs.mkdir(b"d").unwrap();
-        fs.sync_all().unwrap();
-        let before = shared.lock().unwrap().clone();
-        drop(fs);
-        let (mut fs, shared) = mount(before.clone(), true);
-        assert_eq!(get(&mut fs, "keep").unwrap(), b"kept");
-        assert_eq!(fs.open(b"keep", false, O_WRONLY), Err(Errno::EROFS));
-        assert_eq!(fs.open(b"new", false, O_WRONLY | O_CREAT), Err(Errno::EROFS));
-        assert_eq!(fs.open(b"keep", false, O_WRONLY | O_CREAT | O_EXCL), Err(Errno::EEXIST));
-        assert_eq!(fs.mkdir(b"e"), Err(Errno::EROFS));
-        assert_eq!(fs.remove(b"keep", false), Err(Errno::EROFS));
-        assert_eq!(fs.remove(b"d", true), Err(Errno::EROFS));
-        assert_eq!(fs.rename(b"keep", b"k2", false), Err(Errno::EROFS));
-        assert_eq!(fs.open(b"missing", false, O_RDONLY), Err(Errno::ENOENT));
-        fs.sync_all().unwrap();
-        assert!(*shared.lock().unwrap() == before, "a read-only volume's disk is never written");
-    }
-
-    #[test]
-    fn garbage_is_an_error_at_mount() {
-        let disk = MemDisk::from_bytes(vec![0u8; MIB], 512);
-        assert!(FatFs::mount(Box::new(disk), false).is_err());
-        let mut seed = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let noise: Vec<u8> = (0..MIB).map(|_| next() as u8).collect();
-        assert!(FatFs::mount(Box::new(MemDisk::from_bytes(noise, 512)), false).is_err());
-    }
-
-    /// Walks everything a volume holds, reading every file; errors are fine, panics not.
-    fn walk(fs: &mut FatFs, path: &str, depth: usize) {
-        let Ok(entries) = fs.read_dir(path.as_bytes()) else { return };
-        for (name, is_dir) in entries.into_iter().take(50) {
-            let child = if path.is_empty() { name } else { alloc::format!("{path}/{name}") };
-            let _ = fs.stat(child.as_bytes(), false);
-            if is_dir && depth < 4 {
-                walk(fs, &child, depth + 1);
-            } else if !is_dir {
-                let _ = get(fs, &child);
-                let _ = fs.open(child.as_bytes(), false, O_RDWR).map(|h| {
-                    let _ = fs.write(h, b"more");
-                    let _ = fs.close(h);
-                });
-            }
-        }
-        let _ = fs.mkdir(alloc::format!("{path}/newdir").as_bytes());
-    }
-
-    #[test]
-    fn corrupt_volumes_give_errors_not_panics() {
-        let (mut fs, shared) = mount(image(2 * MIB), false);
-        fs.mkdir(b"a").unwrap();
-        fs.mkdir(b"a/b").unwrap();
-        for i in 0..20 {
-            put(&mut fs, &alloc::format!("a/file number {i}.txt"), &vec![i as u8; 5000 + i * 300]);
-        }
-        put(&mut fs, "a/b/deep", &vec![7u8; 70_000]);
-        fs.sync_all().unwrap();
-        let good = shared.lock().unwrap().clone();
-        drop(fs);
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        // Metadata lives in the first ~200 KiB: the boot sector, the FATs, the directories.
-        for _ in 0..300 {
-            let mut bytes = good.clone();
-            for _ in 0..1 + next() % 40 {
-                let at = (next() % (200 << 10)) as usize;
-                bytes[at] = next() as u8;
-            }
-            if let Ok(mut fs) = FatFs::mount(Box::new(MemDisk::from_bytes(bytes, 512)), false) {
-                walk(&mut fs, "", 0);
-                let _ = fs.sync_all();
-            }
-        }
-    }
-
-    #[test]
-    fn times_convert_both_ways() {
-        for secs in [
-            days_from_civil(1980, 1, 1) * 86_400,
-            1_767_225_600 + 3_601,
-            days_from_civil(2107, 12, 31) * 86_400 + 86_399,
-        ] {
-            let t = Time { secs, nanos: 0 };
-            assert_eq!(from_fat(to_fat(t)), t, "{secs}");
-        }
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        // Before 1980 FAT has no way to say it: the earliest date.
-        assert_eq!(from_fat(to_fat(Time { secs: 0, nanos: 0 })).secs, days_from_civil(1980, 1, 1) * 86_400);
-    }
-}
+mod tests;
