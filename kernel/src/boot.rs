@@ -227,6 +227,7 @@ fn start_devices() {
     let store_ring = STORE_RING.load(Ordering::Relaxed);
     if store_ring == 0 {
         warn!("Xen gave this domain no xenstore page: no xenstore, no devices, no xl shutdown");
+        crate::fs::refuse_mounts("no xenstore, so no disks (dom0 has no backends to serve them)");
         return;
     }
     // SAFETY: the xenstore page recorded at boot stays mapped and is the store's alone.
@@ -234,6 +235,7 @@ fn start_devices() {
         Ok(()) => crate::lifecycle::start(),
         Err(what) => {
             warn!("no xenstore: {what}");
+            crate::fs::refuse_mounts("no xenstore, so no disks");
             return;
         }
     }

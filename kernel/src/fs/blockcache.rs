@@ -249,11 +249,13 @@ impl<D: Sectors> BlockCache<D> {
         }
     }
 
-    /// Reads `buf.len()` bytes at `offset`, which must lie inside the disk.
+    /// Reads `buf.len()` bytes at `offset`, which must lie inside the disk: bytes past its end
+    /// are `EIO`, as for a volume whose boot sector claims more sectors than the disk has
+    /// (Linux's block layer fails such I/O with `EIO` too).
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.disk.len());
         if end.is_none() {
-            return self.fail(Errno::EINVAL);
+            return self.fail(Errno::EIO);
         }
         let bs = self.block as u64;
         let mut done = 0usize;
@@ -284,13 +286,14 @@ impl<D: Sectors> BlockCache<D> {
         Ok(())
     }
 
-    /// Writes `data` at `offset`, which must lie inside the disk, into the cache.
+    /// Writes `data` at `offset`, which must lie inside the disk (`EIO` otherwise), into the
+    /// cache.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         if self.read_only {
             return self.fail(Errno::EROFS);
         }
         let end = offset.checked_add(data.len() as u64).filter(|&e| e <= self.disk.len());
-        let Some(end) = end else { return self.fail(Errno::EINVAL) };
+        let Some(end) = end else { return self.fail(Errno::EIO) };
         if let Some(w) = &mut self.watch
             && offset < w.end
             && end > w.start
@@ -562,7 +565,8 @@ mod tests {
         c.write_at(len as u64 - 2, b"zz").unwrap();
         c.write_back().unwrap();
         assert_eq!(&c.disk().bytes()[len - 2..], b"zz");
-        assert_eq!(c.read_at(len as u64 - 1, &mut b), Err(Errno::EINVAL));
+        assert_eq!(c.read_at(len as u64 - 1, &mut b), Err(Errno::EIO), "past the end");
+        assert_eq!(c.write_at(len as u64, b"z"), Err(Errno::EIO));
     }
 
     #[test]

@@ -6,13 +6,21 @@
 //! ([`super::mount`]): components without `.`, `..` or empty ones. Names match as Linux's
 //! `vfat` matches them: case-insensitively, keeping the case they were created with.
 //!
-//! Contents: a handle open only for reading reads the disk through the crate's reader (kept
-//! with the file's cluster chain, so sequential reads cost no FAT walk). A handle open for
-//! writing holds the whole file in memory ([`Data`], frames from the allocator), loaded at
-//! open (unless truncated), and writes it back through the crate's writer when it is closed,
-//! on `sync_all`/`sync_data`, and when the program exits; `sync_all` then flushes the disk.
-//! FIXME: so a file being written must fit in memory, and each write-back rewrites the whole
-//! file; a writer that streams sequential writes straight to the disk would retire this.
+//! Contents are never held in memory: they go through the block cache to the disk.
+//! - A write at or past a file's end appends through the crate's writer ([`Stream`]), which
+//!   writes through to the cache and allocates clusters as it goes (a gap before the write is
+//!   filled with zeros, as `vfat` does: FAT has no holes). The file's entry gets the new size
+//!   when the writer finishes ([`FatFs::commit`]): at close, `sync_all`/`sync_data`, exit, and
+//!   before anything that reads the entry (a read through any handle, a truncation, a
+//!   removal, a rename). One writer serves every handle of a file.
+//! - A write inside a file overwrites its clusters in place, found through the chain
+//!   ([`super::fatmap`]), from where the handle last wrote.
+//! - Before the writer takes clusters, [`FatFs::fits`] checks them against the free
+//!   clusters, counted from the FAT itself: a write that does not fit is cut to what does,
+//!   one of which nothing fits fails with `ENOSPC`, as Linux's `vfat`, and the crate's writer
+//!   never meets a full volume (it would give back everything it allocated).
+//! - A read goes through the crate's reader, kept with the file's cluster chain (sequential
+//!   reads cost no FAT walk; contiguous clusters are read in one request).
 //!
 //! The crate's volume is leaked at mount (mounts live for the guest's life), so that readers
 //! can borrow it for `'static` and live in the handles. Everything is pure logic over

@@ -720,3 +720,21 @@ fn a_file_far_larger_than_the_cache_streams_in_bounded_memory() {
     fs.close(h).unwrap();
     check(&mut fs).unwrap();
 }
+
+#[test]
+fn a_volume_larger_than_its_disk_is_eio_past_the_disk() {
+    // The crate formats 8 MiB; the disk keeps only the first 2 MiB of it.
+    let mut bytes = image(8 * MIB);
+    bytes.truncate(2 * MIB);
+    let (mut fs, _) = mount(bytes, false);
+    let h = fs.open(b"f", false, O_WRONLY | O_CREAT).unwrap();
+    let mut result = Ok(0);
+    for _ in 0..8 {
+        result = fs.write(h, &[5; MIB]);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(Errno::EIO));
+    let _ = fs.close(h);
+}
