@@ -38,7 +38,7 @@ use hadris_fat::time::{FatDateTime, TimeProvider};
 
 use super::blockcache::{BlockCache, CacheRef, Sectors};
 use super::errno::Errno;
-use super::fatmap::{FreeCount, Geometry, Kind};
+use super::fatmap::{FreeCount, Geometry, Kind, Link};
 use super::tree::{insert_handle, NAME_MAX, Stat, Time, Whence, flags::*};
 
 type Volume<D> = FatVolume<CacheRef<D>>;
@@ -668,6 +668,7 @@ impl FatFs {
         let index = match self.streams.iter().position(|s| s.key == key) {
             Some(index) => index,
             None => {
+                self.check_chain_end(entry)?;
                 let writer = FileWriter::new_append(self.vol, entry).map_err(|e| self.err(e))?;
                 self.streams.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
                 let path = path.clone();
@@ -694,6 +695,23 @@ impl FatFs {
                 self.changed_file(key);
                 Err(self.err(e))
             }
+        }
+    }
+
+    /// Checks that a file's chain ends at the cluster its length ends in: the crate's writer
+    /// appends after the chain's last cluster, which for a longer chain (a crash during an
+    /// append leaves one; `fsck.fat` cuts it) would put the bytes past the file's end. Such a
+    /// file is `EIO` to append to.
+    fn check_chain_end(&mut self, entry: &FileEntry) -> Result<(), Errno> {
+        if entry.len() == 0 {
+            return Ok(());
+        }
+        let first = u32::try_from(entry.cluster().0).map_err(|_| Errno::EIO)?;
+        let mut cache = self.cache.lock();
+        let last = self.geo.walk(&mut cache, (0, first), (entry.len() - 1) / self.geo.cluster_size)?;
+        match self.geo.link(self.geo.entry(&mut cache, last)?) {
+            Link::End => Ok(()),
+            _ => Err(Errno::EIO),
         }
     }
 

@@ -1,7 +1,6 @@
 //! The FAT volume on volumes the crate formats in memory.
 
 use super::super::blockcache::memdisk::MemDisk;
-use super::super::fatmap::Link;
 use super::*;
 use hadris_fat::sync::format::{FatFormatOptions, FatTypeSelection, FatVolumeFormatter};
 
@@ -365,7 +364,7 @@ fn remount(fs: FatFs, shared: &mut std::sync::Arc<std::sync::Mutex<Vec<u8>>>) ->
 }
 
 #[test]
-fn the_checker_finds_lost_clusters_cross_links_and_wrong_sizes() {
+fn the_checker_finds_lost_clusters_and_wrong_sizes() {
     let (mut fs, _) = mount(image(2 * MIB), false);
     put(&mut fs, "a", &filled(1, 0, 10_000));
     check(&mut fs).unwrap();
@@ -390,20 +389,7 @@ fn the_checker_finds_lost_clusters_cross_links_and_wrong_sizes() {
     // A file whose size says fewer clusters than its chain has.
     let (mut fs, _) = mount(image(2 * MIB), false);
     put(&mut fs, "b", &filled(1, 0, 10_000));
-    let (entry, _) = fs.file(&Components::parse(b"b").unwrap()).unwrap();
-    fs.vol.set_times(&entry, None, None, None).unwrap();
-    let h = fs.open(b"b", false, O_WRONLY).unwrap();
-    fs.close(h).unwrap();
-    let entry = fs.file(&Components::parse(b"b").unwrap()).unwrap().0;
-    let mut raw = [0u8; 32];
-    // The entry's size field, found by its short name in the fixed root directory.
-    let root = geo.fat_start + 2 * geo.fat_len;
-    let mut dir = vec![0u8; 512 * 32];
-    fs.cache.lock().read_at(root, &mut dir).unwrap();
-    let slot = dir.chunks(32).position(|e| &e[..11] == entry.short_name().raw_bytes().as_slice()).unwrap();
-    raw.copy_from_slice(&dir[slot * 32..slot * 32 + 32]);
-    raw[28..32].copy_from_slice(&10u32.to_le_bytes());
-    fs.cache.lock().write_at(root + slot as u64 * 32, &raw).unwrap();
+    set_size(&mut fs, "b", 10);
     let err = check(&mut fs).unwrap_err();
     assert!(err.contains("clusters for 10 bytes"), "{err}");
 }
@@ -737,4 +723,29 @@ fn a_volume_larger_than_its_disk_is_eio_past_the_disk() {
     }
     assert_eq!(result, Err(Errno::EIO));
     let _ = fs.close(h);
+}
+
+/// Sets the size field of the entry of `name` in the (fixed) root directory, as a crash or
+/// another system could leave it.
+fn set_size(fs: &mut FatFs, name: &str, size: u32) {
+    fs.sync_all().unwrap();
+    let entry = fs.file(&Components::parse(name.as_bytes()).unwrap()).unwrap().0;
+    let root = fs.geo.fat_start + 2 * fs.geo.fat_len;
+    let mut dir = vec![0u8; 512 * 32];
+    fs.cache.lock().read_at(root, &mut dir).unwrap();
+    let slot = dir.chunks(32).position(|e| e[..11] == entry.short_name().raw_bytes()).unwrap() as u64;
+    fs.cache.lock().write_at(root + slot * 32 + 28, &size.to_le_bytes()).unwrap();
+    fs.changed();
+}
+
+#[test]
+fn appending_to_a_file_whose_chain_runs_past_its_size_is_eio() {
+    let (mut fs, _) = mount(image(2 * MIB), false);
+    let data = filled(2, 0, 10_000);
+    put(&mut fs, "long", &data);
+    set_size(&mut fs, "long", 100);
+    let h = fs.open(b"long", false, O_WRONLY | O_APPEND).unwrap();
+    assert_eq!(fs.write(h, b"more"), Err(Errno::EIO));
+    fs.close(h).unwrap();
+    assert_eq!(contents(&mut fs, "long"), data[..100]);
 }
