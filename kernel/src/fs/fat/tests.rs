@@ -30,6 +30,16 @@ fn mount(bytes: Vec<u8>, read_only: bool) -> (FatFs, std::sync::Arc<std::sync::M
     (FatFs::mount(Box::new(disk), read_only).unwrap(), shared)
 }
 
+/// A xorshift64 generator: the same numbers every run.
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 fn put(fs: &mut FatFs, path: &str, data: &[u8]) {
     let h = fs.open(path.as_bytes(), false, O_WRONLY | O_CREAT | O_TRUNC).unwrap();
     assert_eq!(fs.write(h, data), Ok(data.len()));
@@ -169,13 +179,7 @@ fn read_only_writes_nothing() {
 fn garbage_is_an_error_at_mount() {
     let disk = MemDisk::from_bytes(vec![0u8; MIB], 512);
     assert!(FatFs::mount(Box::new(disk), false).is_err());
-    let mut seed = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def0u64);
     let noise: Vec<u8> = (0..MIB).map(|_| next() as u8).collect();
     assert!(FatFs::mount(Box::new(MemDisk::from_bytes(noise, 512)), false).is_err());
 }
@@ -211,13 +215,7 @@ fn corrupt_volumes_give_errors_not_panics() {
     fs.sync_all().unwrap();
     let good = shared.lock().unwrap().clone();
     drop(fs);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     // Metadata lives in the first ~200 KiB: the boot sector, the FATs, the directories.
     for _ in 0..300 {
         let mut bytes = good.clone();
@@ -519,13 +517,8 @@ fn random_writes_keep_linux_semantics() {
 
 fn random_writes_on(kind: FatTypeSelection) {
     let (mut fs, mut shared) = mount(image_of(8 * MIB, kind), false);
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut random = xorshift(0x2545_f491_4f6c_dd1d);
+    let mut next = move |n: u64| random() % n;
     // What Linux would hold: the file as bytes; two handles, one of them appending.
     let mut model: Vec<u8> = Vec::new();
     let a = fs.open(b"r.bin", false, O_RDWR | O_CREAT | O_TRUNC).unwrap();
