@@ -508,7 +508,7 @@ impl FatFs {
         self.cache.lock().sync()
     }
 
-    /// Settles every handle and flushes the disk, as at exit.
+    /// Settles every handle (and commits any writer left) and flushes the disk, as at exit.
     pub fn sync_all(&mut self) -> Result<(), Errno> {
         let mut first = Ok(());
         for handle in 0..self.handles.len() {
@@ -516,6 +516,10 @@ impl FatFs {
                 let result = self.settle(handle);
                 first = first.and(result);
             }
+        }
+        while let Some(stream) = self.streams.first() {
+            let result = self.commit(stream.key);
+            first = first.and(result);
         }
         first.and(self.sync_volume())
     }
@@ -578,12 +582,10 @@ impl FatFs {
         }
         let buf = &buf[..buf.len().min((MAX_FILE - pos) as usize)];
         let inside = buf.len().min(len.saturating_sub(pos) as usize);
-        if inside > 0 {
-            self.overwrite(handle, &path, key, pos, &buf[..inside])?;
-        }
+        let entry = if inside > 0 { self.overwrite(handle, &path, entry, key, pos, &buf[..inside])? } else { entry };
         let mut done = inside;
         if inside < buf.len() {
-            match self.append(&path, key, pos + inside as u64, &buf[inside..]) {
+            match self.append(&path, &entry, key, pos + inside as u64, &buf[inside..]) {
                 Ok(n) => done += n,
                 Err(_) if done > 0 => {}
                 Err(e) => return Err(e),
@@ -594,9 +596,16 @@ impl FatFs {
     }
 
     /// Writes `buf` over the file's bytes at `pos` (all inside its length), in place through
-    /// its cluster chain.
-    fn overwrite(&mut self, handle: usize, path: &Components, key: FileKey, pos: u64, buf: &[u8]) -> Result<(), Errno> {
-        let (mut entry, _) = self.file(path)?;
+    /// its cluster chain; returns the file's entry (found again if it changed).
+    fn overwrite(
+        &mut self,
+        handle: usize,
+        path: &Components,
+        mut entry: FileEntry,
+        key: FileKey,
+        pos: u64,
+        buf: &[u8],
+    ) -> Result<FileEntry, Errno> {
         if entry.cluster().0 < 2 {
             // Clusters a writer gave a file that was empty: its entry has them once it finishes.
             self.commit(key)?;
@@ -619,25 +628,24 @@ impl FatFs {
         let h = self.handles[handle].as_mut().expect("checked by the caller");
         h.cursor = Some(cursor);
         h.touched = true;
-        Ok(())
+        Ok(entry)
     }
 
     /// Appends `buf` at `at`, at or past the file's end (a gap filled with zeros first, and
     /// only if a byte of `buf` fits after it); returns the bytes that fit, `ENOSPC` if none.
-    fn append(&mut self, path: &Components, key: FileKey, at: u64, buf: &[u8]) -> Result<usize, Errno> {
-        let (entry, _) = self.file(path)?;
-        let len = self.len_of(&entry, key);
+    fn append(&mut self, path: &Components, entry: &FileEntry, key: FileKey, at: u64, buf: &[u8]) -> Result<usize, Errno> {
+        let len = self.len_of(entry, key);
         if at > len {
             if self.fits(len, at - len + 1)? <= at - len {
                 return Err(Errno::ENOSPC);
             }
-            self.fill(path, &entry, key, at - len)?;
+            self.fill(path, entry, key, at - len)?;
         }
         let n = self.fits(at, buf.len() as u64)? as usize;
         if n == 0 {
             return Err(Errno::ENOSPC);
         }
-        self.stream_write(path, &entry, key, &buf[..n])
+        self.stream_write(path, entry, key, &buf[..n])
     }
 
     /// How many of `n` bytes appended to a file of `len` bytes fit in the volume's free
