@@ -611,7 +611,9 @@ impl FatFs {
             self.commit(key)?;
             entry = self.file(path)?.0;
         }
-        let first = u32::try_from(entry.cluster().0).map_err(|_| Errno::EIO)?;
+        // A corrupt entry (bytes but no first cluster, or one off the volume) has no chain.
+        let first = u32::try_from(entry.cluster().0).ok().filter(|c| (2..=self.geo.max_cluster).contains(c));
+        let first = first.ok_or(Errno::EIO)?;
         let cs = self.geo.cluster_size;
         let h = self.handles[handle].as_mut().expect("checked by the caller");
         let mut cursor = h.cursor.filter(|&(index, _)| index <= pos / cs).unwrap_or((0, first));

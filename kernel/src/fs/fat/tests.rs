@@ -721,14 +721,32 @@ fn a_volume_larger_than_its_disk_is_eio_past_the_disk() {
 /// Sets the size field of the entry of `name` in the (fixed) root directory, as a crash or
 /// another system could leave it.
 fn set_size(fs: &mut FatFs, name: &str, size: u32) {
+    set_entry_bytes(fs, name, 28, &size.to_le_bytes());
+}
+
+/// Overwrites bytes of the entry of `name` in the (fixed) root directory from `at`.
+fn set_entry_bytes(fs: &mut FatFs, name: &str, at: u64, bytes: &[u8]) {
     fs.sync_all().unwrap();
     let entry = fs.file(&Components::parse(name.as_bytes()).unwrap()).unwrap().0;
     let root = fs.geo.fat_start + 2 * fs.geo.fat_len;
     let mut dir = vec![0u8; 512 * 32];
     fs.cache.lock().read_at(root, &mut dir).unwrap();
     let slot = dir.chunks(32).position(|e| e[..11] == entry.short_name().raw_bytes()).unwrap() as u64;
-    fs.cache.lock().write_at(root + slot * 32 + 28, &size.to_le_bytes()).unwrap();
+    fs.cache.lock().write_at(root + slot * 32 + at, bytes).unwrap();
     fs.changed();
+}
+
+#[test]
+fn an_entry_with_bytes_but_no_cluster_is_eio_not_a_panic() {
+    let (mut fs, _) = mount(image(2 * MIB), false);
+    put(&mut fs, "c", &filled(2, 0, 10_000));
+    // The first cluster's low half (offset 26): 0.
+    set_entry_bytes(&mut fs, "c", 26, &[0, 0]);
+    let h = fs.open(b"c", false, O_RDWR).unwrap();
+    assert_eq!(fs.write(h, b"over"), Err(Errno::EIO));
+    fs.seek(h, 0, Whence::End).unwrap();
+    assert_eq!(fs.write(h, b"more"), Err(Errno::EIO));
+    let _ = fs.close(h);
 }
 
 #[test]
