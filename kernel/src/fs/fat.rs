@@ -181,6 +181,11 @@ struct Handle {
 /// the disk and allocates clusters as it goes. The entry gets the new size when the writer
 /// finishes ([`FatFs::commit`]): at close, `sync_all`, exit, or when another operation needs
 /// the entry to be right.
+///
+/// FIXME: never on a timer, so a crash loses what a long-running writer wrote since its open
+/// or last sync (Linux's `vfat` commits a dirty inode within about 30 s); a commit makes the
+/// next append walk the whole chain again (`FileWriter::new_append`), so a timed commit needs
+/// a writer that can commit its entry and carry on.
 struct Stream {
     key: FileKey,
     /// The path it was made for (to find the entry again).
@@ -597,6 +602,10 @@ impl FatFs {
 
     /// Writes `buf` over the file's bytes at `pos` (all inside its length), in place through
     /// its cluster chain; returns the file's entry (found again if it changed).
+    ///
+    /// FIXME: the chain is walked from the handle's last overwrite, or from the file's start
+    /// for a position before it, so random overwrites of a large file cost a walk each; a
+    /// cached list of the chain's runs would retire this.
     fn overwrite(
         &mut self,
         handle: usize,
