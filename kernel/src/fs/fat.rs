@@ -644,7 +644,14 @@ impl FatFs {
 
     /// Appends `buf` at `at`, at or past the file's end (a gap filled with zeros first, and
     /// only if a byte of `buf` fits after it); returns the bytes that fit, `ENOSPC` if none.
-    fn append(&mut self, path: &Components, entry: &FileEntry, key: FileKey, at: u64, buf: &[u8]) -> Result<usize, Errno> {
+    fn append(
+        &mut self,
+        path: &Components,
+        entry: &FileEntry,
+        key: FileKey,
+        at: u64,
+        buf: &[u8],
+    ) -> Result<usize, Errno> {
         let len = self.len_of(entry, key);
         if at > len {
             if self.fits(len, at - len + 1)? <= at - len {
@@ -683,7 +690,13 @@ impl FatFs {
 
     /// Appends through the file's writer, made (positioned at the end) if it has none;
     /// returns the bytes written: all, or (the disk failing part-way) those before the failure.
-    fn stream_write(&mut self, path: &Components, entry: &FileEntry, key: FileKey, data: &[u8]) -> Result<usize, Errno> {
+    fn stream_write(
+        &mut self,
+        path: &Components,
+        entry: &FileEntry,
+        key: FileKey,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
         let index = match self.streams.iter().position(|s| s.key == key) {
             Some(index) => index,
             None => {

@@ -233,7 +233,13 @@ impl FreeCount {
     }
 
     /// Counts `count` units from `first` again.
-    fn recount<D: Sectors>(&mut self, geo: &Geometry, cache: &mut BlockCache<D>, first: u64, count: u64) -> Result<(), Errno> {
+    fn recount<D: Sectors>(
+        &mut self,
+        geo: &Geometry,
+        cache: &mut BlockCache<D>,
+        first: u64,
+        count: u64,
+    ) -> Result<(), Errno> {
         let unit_bytes = geo.unit_bytes();
         let start = first * unit_bytes;
         let len = (count * unit_bytes).min(geo.fat_len.saturating_sub(start));
