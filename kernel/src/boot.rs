@@ -212,11 +212,16 @@ extern "C" fn run_main() -> ! {
     crate::exit(status);
 }
 
+/// Why `xen.mount` cannot work without xenstore.
+const NO_DISKS_AS_DOM0: &str = "no xenstore, so no disks (dom0 has no backends to serve them)";
+
 /// A domU's Xen services, once threads run: the grant table, xenstore, console input and the
 /// lifecycle watch. A failure costs the service, not the program.
 fn start_devices() {
     let console_ring = CONSOLE_RING.load(Ordering::Relaxed);
     if console_ring == 0 {
+        // Dom0: no console ring, no xenstore.
+        crate::fs::refuse_mounts(NO_DISKS_AS_DOM0);
         return;
     }
     // SAFETY: the console page and port recorded at boot, as given to `use_ring`.
@@ -233,6 +238,7 @@ fn start_devices() {
     let store_ring = STORE_RING.load(Ordering::Relaxed);
     if store_ring == 0 {
         warn!("Xen gave this domain no xenstore page: no xenstore, no devices, no xl shutdown");
+        crate::fs::refuse_mounts(NO_DISKS_AS_DOM0);
         return;
     }
     // SAFETY: the xenstore page recorded at boot stays mapped and is the store's alone.
@@ -240,6 +246,7 @@ fn start_devices() {
         Ok(()) => crate::lifecycle::start(),
         Err(what) => {
             warn!("no xenstore: {what}");
+            crate::fs::refuse_mounts("no xenstore, so no disks");
             return;
         }
     }

@@ -16,7 +16,7 @@
 //!
 //! Pure logic over the [`Sectors`] trait, tested on the host with a disk in memory.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -90,9 +90,19 @@ pub struct BlockCache<D: Sectors> {
     /// The last error of the disk, so that the filesystem reports it rather than the crate's
     /// generic I/O error.
     last_error: Option<Errno>,
+    /// A watched byte range (see [`BlockCache::watch`]).
+    watch: Option<Watch>,
     /// Counters for tests and logs: requests sent to the disk.
     pub reads: u64,
     pub writes: u64,
+}
+
+/// A byte range whose writes are noted, in units of `unit` bytes from `start`.
+struct Watch {
+    start: u64,
+    end: u64,
+    unit: u64,
+    touched: BTreeSet<u64>,
 }
 
 fn io_error(e: Errno) -> IoError {
@@ -116,6 +126,7 @@ impl<D: Sectors> BlockCache<D> {
             clock: 0,
             read_only,
             last_error: None,
+            watch: None,
             reads: 0,
             writes: 0,
         }
@@ -127,6 +138,18 @@ impl<D: Sectors> BlockCache<D> {
 
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Notes from now on which units of `unit` bytes of `len` bytes at `start` are written
+    /// (the first FAT, so that its free clusters can be recounted where it changed).
+    pub fn watch(&mut self, start: u64, len: u64, unit: u64) {
+        let end = start.saturating_add(len);
+        self.watch = Some(Watch { start, end, unit: unit.max(1), touched: BTreeSet::new() });
+    }
+
+    /// The watched units written since the last call.
+    pub fn take_touched(&mut self) -> BTreeSet<u64> {
+        self.watch.as_mut().map(|w| core::mem::take(&mut w.touched)).unwrap_or_default()
     }
 
     /// The disk error behind the crate's last I/O error, taken (once).
@@ -226,11 +249,13 @@ impl<D: Sectors> BlockCache<D> {
         }
     }
 
-    /// Reads `buf.len()` bytes at `offset`, which must lie inside the disk.
+    /// Reads `buf.len()` bytes at `offset`, which must lie inside the disk: bytes past its end
+    /// are `EIO`, as for a volume whose boot sector claims more sectors than the disk has
+    /// (Linux's block layer fails such I/O with `EIO` too).
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.disk.len());
         if end.is_none() {
-            return self.fail(Errno::EINVAL);
+            return self.fail(Errno::EIO);
         }
         let bs = self.block as u64;
         let mut done = 0usize;
@@ -261,14 +286,22 @@ impl<D: Sectors> BlockCache<D> {
         Ok(())
     }
 
-    /// Writes `data` at `offset`, which must lie inside the disk, into the cache.
+    /// Writes `data` at `offset`, which must lie inside the disk (`EIO` otherwise), into the
+    /// cache.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         if self.read_only {
             return self.fail(Errno::EROFS);
         }
         let end = offset.checked_add(data.len() as u64).filter(|&e| e <= self.disk.len());
-        if end.is_none() {
-            return self.fail(Errno::EINVAL);
+        let Some(end) = end else { return self.fail(Errno::EIO) };
+        if let Some(w) = &mut self.watch
+            && offset < w.end
+            && end > w.start
+            && end > offset
+        {
+            let first = (offset.max(w.start) - w.start) / w.unit;
+            let last = (end.min(w.end) - 1 - w.start) / w.unit;
+            w.touched.extend(first..=last);
         }
         let bs = self.block as u64;
         let mut done = 0usize;
@@ -392,15 +425,19 @@ pub mod memdisk {
         /// Fails every request from then on.
         pub broken: bool,
         pub flushes: u64,
+        /// Writes that succeed before every further one fails (shared, so that a test can set
+        /// it once the disk is inside a cache).
+        pub writes_left: Arc<std::sync::atomic::AtomicU64>,
     }
 
     impl MemDisk {
         pub fn new(len: usize, sector: usize) -> Self {
-            MemDisk { shared: Arc::new(Mutex::new(alloc::vec![0; len])), sector, broken: false, flushes: 0 }
+            Self::from_bytes(alloc::vec![0; len], sector)
         }
 
         pub fn from_bytes(bytes: Vec<u8>, sector: usize) -> Self {
-            MemDisk { shared: Arc::new(Mutex::new(bytes)), sector, broken: false, flushes: 0 }
+            let writes_left = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+            MemDisk { shared: Arc::new(Mutex::new(bytes)), sector, broken: false, flushes: 0, writes_left }
         }
 
         pub fn bytes(&self) -> Vec<u8> {
@@ -428,6 +465,10 @@ pub mod memdisk {
         }
         fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
             self.check(offset, data.len())?;
+            let left = std::sync::atomic::Ordering::SeqCst;
+            if self.writes_left.fetch_update(left, left, |n| n.checked_sub(1)).is_err() {
+                return Err(Errno::EIO);
+            }
             self.shared.lock().unwrap()[offset as usize..offset as usize + data.len()].copy_from_slice(data);
             Ok(())
         }
@@ -524,7 +565,8 @@ mod tests {
         c.write_at(len as u64 - 2, b"zz").unwrap();
         c.write_back().unwrap();
         assert_eq!(&c.disk().bytes()[len - 2..], b"zz");
-        assert_eq!(c.read_at(len as u64 - 1, &mut b), Err(Errno::EINVAL));
+        assert_eq!(c.read_at(len as u64 - 1, &mut b), Err(Errno::EIO), "past the end");
+        assert_eq!(c.write_at(len as u64, b"z"), Err(Errno::EIO));
     }
 
     #[test]

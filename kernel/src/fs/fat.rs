@@ -6,13 +6,21 @@
 //! ([`super::mount`]): components without `.`, `..` or empty ones. Names match as Linux's
 //! `vfat` matches them: case-insensitively, keeping the case they were created with.
 //!
-//! Contents: a handle open only for reading reads the disk through the crate's reader (kept
-//! with the file's cluster chain, so sequential reads cost no FAT walk). A handle open for
-//! writing holds the whole file in memory ([`Data`], frames from the allocator), loaded at
-//! open (unless truncated), and writes it back through the crate's writer when it is closed,
-//! on `sync_all`/`sync_data`, and when the program exits; `sync_all` then flushes the disk.
-//! FIXME: so a file being written must fit in memory, and each write-back rewrites the whole
-//! file; a writer that streams sequential writes straight to the disk would retire this.
+//! Contents are never held in memory: they go through the block cache to the disk.
+//! - A write at or past a file's end appends through the crate's writer ([`Stream`]), which
+//!   writes through to the cache and allocates clusters as it goes (a gap before the write is
+//!   filled with zeros, as `vfat` does: FAT has no holes). The file's entry gets the new size
+//!   when the writer finishes ([`FatFs::commit`]): at close, `sync_all`/`sync_data`, exit, and
+//!   before anything that reads the entry (a read through any handle, a truncation, a
+//!   removal, a rename). One writer serves every handle of a file.
+//! - A write inside a file overwrites its clusters in place, found through the chain
+//!   ([`super::fatmap`]), from where the handle last wrote.
+//! - Before the writer takes clusters, [`FatFs::fits`] checks them against the free
+//!   clusters, counted from the FAT itself: a write that does not fit is cut to what does,
+//!   one of which nothing fits fails with `ENOSPC`, as Linux's `vfat`, and the crate's writer
+//!   never meets a full volume (it would give back everything it allocated).
+//! - A read goes through the crate's reader, kept with the file's cluster chain (sequential
+//!   reads cost no FAT walk; contiguous clusters are read in one request).
 //!
 //! The crate's volume is leaked at mount (mounts live for the guest's life), so that readers
 //! can borrow it for `'static` and live in the handles. Everything is pure logic over
@@ -24,12 +32,13 @@ use alloc::vec::Vec;
 
 use hadris_fat::Error as FatError;
 use hadris_fat::sync::read::FileReader;
+use hadris_fat::sync::write::FileWriter;
 use hadris_fat::sync::{FatDir, FatVolume, FatVolumeReadExt, FatVolumeWriteExt, FileEntry, SeekFrom};
 use hadris_fat::time::{FatDateTime, TimeProvider};
 
 use super::blockcache::{BlockCache, CacheRef, Sectors};
-use super::data::Data;
 use super::errno::Errno;
+use super::fatmap::{FreeCount, Geometry, Kind, Link};
 use super::tree::{insert_handle, NAME_MAX, Stat, Time, Whence, flags::*};
 
 type Volume<D> = FatVolume<CacheRef<D>>;
@@ -126,52 +135,94 @@ impl Components {
     }
 }
 
+/// A file's identity on the volume: the first cluster of its directory (0 for the root) and
+/// its short name, which is unique inside a directory. Handles of one file share it, whatever
+/// case or name form their paths used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileKey {
+    dir: usize,
+    name: [u8; 11],
+}
+
 /// What a path names: the root, or an entry of a directory.
 enum Node {
     Root,
-    Entry(FileEntry),
+    Entry(FileEntry, FileKey),
 }
 
 impl Node {
     fn is_dir(&self) -> bool {
         match self {
             Node::Root => true,
-            Node::Entry(e) => e.is_directory(),
+            Node::Entry(e, _) => e.is_directory(),
         }
     }
 }
 
 struct Handle {
     path: Components,
+    /// The file's identity (none for directories).
+    key: Option<FileKey>,
     is_dir: bool,
     pos: u64,
     read: bool,
     write: bool,
     append: bool,
-    /// The entry as it was when the reader was made.
-    entry: Option<FileEntry>,
-    /// The crate's reader, with the file's chain; dropped whenever the volume changes.
+    /// The crate's reader, with the file's chain; dropped whenever the file's entry changes.
     reader: Option<FileReader<'static, CacheRef<D0>>>,
-    /// A writable handle's contents, and whether they changed since the last write-back.
-    contents: Option<Data>,
-    dirty: bool,
+    /// Where this handle last overwrote: a cluster's index in the file and its number, so that
+    /// the next overwrite walks the chain on from there.
+    cursor: Option<(u64, u32)>,
+    /// Whether the handle overwrote bytes in place since the entry's time was last set.
+    touched: bool,
+}
+
+/// A file being appended to (a write at its end): the crate's writer, which writes through to
+/// the disk and allocates clusters as it goes. The entry gets the new size when the writer
+/// finishes ([`FatFs::commit`]): at close, `sync_all`, exit, or when another operation needs
+/// the entry to be right.
+///
+/// FIXME: never on a timer, so a crash loses what a long-running writer wrote since its open
+/// or last sync (Linux's `vfat` commits a dirty inode within about 30 s); a commit makes the
+/// next append walk the whole chain again (`FileWriter::new_append`), so a timed commit needs
+/// a writer that can commit its entry and carry on.
+struct Stream {
+    key: FileKey,
+    /// The path it was made for (to find the entry again).
+    path: Components,
+    writer: FileWriter<'static, CacheRef<D0>>,
+    /// Whether a write failed (the disk, part-way): see [`FatFs::commit`].
+    failed: bool,
+    /// The file's length with what the writer added.
+    len: u64,
+    /// The time of the last write, for the entry.
+    modified: Time,
 }
 
 /// A placeholder for the reader's type parameter; see [`FatFs`]'s `D`.
 type D0 = super::blockcache::AnyDisk;
+
+/// FAT keeps a file's size in 32 bits.
+const MAX_FILE: u64 = u32::MAX as u64;
+
+/// Zeros, for filling a gap a write or `set_len` leaves past a file's end.
+static ZEROS: [u8; 4096] = [0; 4096];
 
 /// A mounted FAT volume with its handles.
 pub struct FatFs {
     vol: &'static Volume<D0>,
     cache: Arc<spin::Mutex<BlockCache<D0>>>,
     read_only: bool,
+    geo: Geometry,
+    free: FreeCount,
     handles: Vec<Option<Handle>>,
+    streams: Vec<Stream>,
 }
 
 // SAFETY: the volume (which holds `Cell`s, so is not `Sync`) is reached only through this
-// `FatFs`: the reference is leaked at mount and kept nowhere else, and the readers that borrow
-// it live in `handles`. The kernel keeps each `FatFs` behind one sleeping mutex, so no two
-// threads touch the volume at once.
+// `FatFs`: the reference is leaked at mount and kept nowhere else, and the readers and writers
+// that borrow it live in `handles` and `streams`. The kernel keeps each `FatFs` behind one
+// sleeping mutex, so no two threads touch the volume at once.
 unsafe impl Send for FatFs {}
 
 /// The `errno` for one of the crate's errors.
@@ -200,8 +251,17 @@ impl FatFs {
             let errno = cache.lock().take_error().unwrap_or(Errno::EINVAL);
             (errno, alloc::format!("{e}"))
         })?;
+        let mut boot = [0u8; 64];
+        cache.lock().read_at(0, &mut boot).map_err(|e| (e, String::from("reading the boot sector")))?;
+        let geo = Geometry::parse(&boot)
+            .filter(|g| g.max_cluster == vol.fat().max_cluster() && same_kind(g.kind, vol.fat_type()))
+            .ok_or((Errno::EINVAL, String::from("the boot sector's geometry is not the crate's")))?;
+        if !read_only {
+            cache.lock().watch(geo.fat_start, geo.fat_len, geo.unit_bytes());
+        }
         let vol: &'static Volume<D0> = alloc::boxed::Box::leak(alloc::boxed::Box::new(vol));
-        Ok(FatFs { vol, cache, read_only, handles: Vec::new() })
+        let free = FreeCount::default();
+        Ok(FatFs { vol, cache, read_only, geo, free, handles: Vec::new(), streams: Vec::new() })
     }
 
     pub fn read_only(&self) -> bool {
@@ -211,6 +271,11 @@ impl FatFs {
     /// The FAT type and size, for the mount's log line.
     pub fn describe(&self) -> (hadris_fat::sync::FatType, u64) {
         (self.vol.fat_type(), self.cache.lock().disk().len())
+    }
+
+    /// The free clusters of the volume (counted from the FAT, not FSInfo's hint).
+    pub fn free_clusters(&mut self) -> Result<u64, Errno> {
+        self.free.get(&self.geo, &mut self.cache.lock())
     }
 
     /// The errno of a crate error: the disk's own, if the disk failed.
@@ -226,24 +291,39 @@ impl FatFs {
         if self.read_only { Err(Errno::EROFS) } else { Ok(()) }
     }
 
-    /// The directory that the components name.
-    fn dir(&self, parts: &[String]) -> Result<FatDir<'static, CacheRef<D0>>, Errno> {
+    /// The directory that the components name, and its first cluster (0 for the root).
+    fn dir(&self, parts: &[String]) -> Result<(FatDir<'static, CacheRef<D0>>, usize), Errno> {
         let mut dir = self.vol.root_dir();
+        let mut cluster = 0;
         for part in parts {
             let entry = dir.find(part).map_err(|e| self.err(e))?.ok_or(Errno::ENOENT)?;
             if !entry.is_directory() {
                 return Err(Errno::ENOTDIR);
             }
             dir = self.vol.open_dir_entry(&entry).map_err(|e| self.err(e))?;
+            cluster = entry.cluster().0;
         }
-        Ok(dir)
+        Ok((dir, cluster))
     }
 
     /// What the path names, if it exists (its parent must).
     fn find(&self, path: &Components) -> Result<Option<Node>, Errno> {
         let Some((parent, name)) = path.split_last() else { return Ok(Some(Node::Root)) };
-        let dir = self.dir(parent)?;
-        Ok(dir.find(name).map_err(|e| self.err(e))?.map(Node::Entry))
+        let (dir, cluster) = self.dir(parent)?;
+        let found = dir.find(name).map_err(|e| self.err(e))?;
+        Ok(found.map(|e| {
+            let key = FileKey { dir: cluster, name: e.short_name().raw_bytes() };
+            Node::Entry(e, key)
+        }))
+    }
+
+    /// The file the path names.
+    fn file(&self, path: &Components) -> Result<(FileEntry, FileKey), Errno> {
+        match self.find(path)? {
+            Some(Node::Entry(e, key)) if !e.is_directory() => Ok((e, key)),
+            Some(_) => Err(Errno::EISDIR),
+            None => Err(Errno::ENOENT),
+        }
     }
 
     fn lookup(&self, path: &[u8], wants_dir: bool) -> Result<(Components, Node), Errno> {
@@ -255,17 +335,26 @@ impl FatFs {
         Ok((parts, node))
     }
 
-    fn stat_of(node: &Node, contents: Option<&Data>) -> Stat {
+    fn stream(&self, key: FileKey) -> Option<&Stream> {
+        self.streams.iter().find(|s| s.key == key)
+    }
+
+    /// A file's length now: with what a writer appended and has not yet put in the entry.
+    fn len_of(&self, entry: &FileEntry, key: FileKey) -> u64 {
+        self.stream(key).map_or(entry.len(), |s| s.len)
+    }
+
+    fn stat_of(&self, node: &Node) -> Stat {
         match node {
             Node::Root => {
                 Stat { ino: 1, is_dir: true, perm: 0o755, size: 0, modified: Time::default(), created: Time::default() }
             }
-            Node::Entry(e) => Stat {
+            Node::Entry(e, key) => Stat {
                 ino: e.cluster().0 | 1 << 40,
                 is_dir: e.is_directory(),
                 perm: if e.is_directory() { 0o755 } else { 0o644 },
-                size: contents.map_or(e.len(), Data::len),
-                modified: from_fat(e.modified()),
+                size: self.len_of(e, *key),
+                modified: self.stream(*key).map_or_else(|| from_fat(e.modified()), |s| s.modified),
                 created: from_fat(e.created()),
             },
         }
@@ -274,7 +363,7 @@ impl FatFs {
     /// What `stat` says of `path`.
     pub fn stat(&self, path: &[u8], wants_dir: bool) -> Result<Stat, Errno> {
         let (_, node) = self.lookup(path, wants_dir)?;
-        Ok(Self::stat_of(&node, None))
+        Ok(self.stat_of(&node))
     }
 
     /// Opens (and perhaps creates) `path` with `open(2)`'s flags; returns a handle.
@@ -307,58 +396,52 @@ impl FatFs {
                     return Err(Errno::EISDIR);
                 }
                 self.writable()?;
-                let dir = self.dir(parent)?;
+                let (dir, cluster) = self.dir(parent)?;
                 let entry = self.vol.create_file(&dir, name).map_err(|e| self.err(e))?;
                 self.changed();
-                Node::Entry(entry)
+                let key = FileKey { dir: cluster, name: entry.short_name().raw_bytes() };
+                Node::Entry(entry, key)
             }
         };
-        let is_dir = node.is_dir();
-        let contents = if write {
-            let Node::Entry(entry) = &node else { return Err(Errno::EISDIR) };
-            Some(if open_flags & O_TRUNC != 0 { Data::new() } else { self.load(entry)? })
-        } else {
-            None
+        let key = match &node {
+            Node::Entry(_, key) if !node.is_dir() => Some(*key),
+            _ => None,
         };
-        // A truncation is a change, written back at close like any other.
-        let dirty = write && open_flags & O_TRUNC != 0;
-        let entry = if let Node::Entry(e) = node { Some(e) } else { None };
+        // As on Linux, the truncation happens at the open, for every handle of the file.
+        if let Some(key) = key
+            && write
+            && open_flags & O_TRUNC != 0
+        {
+            self.cut(&parts, key, 0)?;
+        }
         let handle = Handle {
             path: parts,
-            is_dir,
+            key,
+            is_dir: node.is_dir(),
             pos: 0,
             read,
             write,
             append: open_flags & O_APPEND != 0,
-            entry,
             reader: None,
-            contents,
-            dirty,
+            cursor: None,
+            touched: false,
         };
         insert_handle(&mut self.handles, handle)
     }
 
-    /// A file's contents, read into memory.
-    fn load(&self, entry: &FileEntry) -> Result<Data, Errno> {
-        let mut data = Data::new();
-        let mut reader = self.vol.read_file(entry).map_err(|e| self.err(e))?;
-        let mut buf = alloc::vec![0u8; 64 << 10];
-        let mut pos = 0u64;
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| self.err(e))?;
-            if n == 0 {
-                return Ok(data);
-            }
-            data.write(pos, &buf[..n])?;
-            pos += n as u64;
-        }
-    }
-
-    /// Forgets every handle's reader: the volume changed, so chains may have.
+    /// Forgets every handle's reader and chain cursor: the volume changed, so chains may have.
     fn changed(&mut self) {
         for h in self.handles.iter_mut().flatten() {
             h.reader = None;
-            h.entry = None;
+            h.cursor = None;
+        }
+    }
+
+    /// Forgets the readers and cursors of one file's handles: its entry or chain changed.
+    fn changed_file(&mut self, key: FileKey) {
+        for h in self.handles.iter_mut().flatten().filter(|h| h.key == Some(key)) {
+            h.reader = None;
+            h.cursor = None;
         }
     }
 
@@ -366,36 +449,59 @@ impl FatFs {
         self.handles.get_mut(handle).and_then(Option::as_mut).ok_or(Errno::EBADF)
     }
 
-    /// Writes a handle's contents back to the volume if they changed.
-    fn write_back(&mut self, handle: usize) -> Result<(), Errno> {
-        let h = self.handle(handle)?;
-        if !h.dirty {
-            return Ok(());
-        }
-        let path = h.path.clone();
-        let Some(Node::Entry(entry)) = self.find(&path)? else { return Err(Errno::ENOENT) };
-        let h = self.handles[handle].as_mut().expect("checked above");
-        let data = h.contents.as_ref().expect("a writable handle");
-        let result = write_file(self.vol, &entry, data);
-        self.changed();
+    /// Finishes the writer appending to `key`, if there is one: the entry gets the file's size,
+    /// first cluster and time, and the blocks written so far go to the disk.
+    fn commit(&mut self, key: FileKey) -> Result<(), Errno> {
+        let Some(index) = self.streams.iter().position(|s| s.key == key) else { return Ok(()) };
+        let mut stream = self.streams.swap_remove(index);
+        stream.writer.set_modified(to_fat(stream.modified));
+        // A write that failed right after the writer took a new cluster leaves it in the chain
+        // past the file's end, which finishing would keep (one cluster too many for the
+        // size). One byte more puts it inside the file; cutting that byte off then gives it
+        // back through the crate, with its count of free clusters.
+        let cs = self.geo.cluster_size;
+        let pad = stream.failed && stream.len > 0 && stream.len % cs == 0 && stream.writer.write(&[0]).is_ok();
+        let result = stream.writer.finish();
+        self.changed_file(key);
         result.map_err(|e| self.err(e))?;
-        self.handles[handle].as_mut().expect("checked above").dirty = false;
+        if pad {
+            let (entry, _) = self.file(&stream.path)?;
+            self.vol.truncate(&entry, stream.len as usize).map_err(|e| self.err(e))?;
+        }
         Ok(())
     }
 
-    /// Closes a handle, writing its changes back.
+    /// Puts a handle's changes in its file's entry: a writer's size, or the time of an
+    /// overwrite in place.
+    fn settle(&mut self, handle: usize) -> Result<(), Errno> {
+        let h = self.handle(handle)?;
+        let (Some(key), touched) = (h.key, core::mem::take(&mut h.touched)) else { return Ok(()) };
+        let path = h.path.clone();
+        if self.stream(key).is_some() {
+            return self.commit(key);
+        }
+        if touched {
+            let (entry, _) = self.file(&path)?;
+            let result = self.vol.set_times(&entry, Some(to_fat(now())), None, None);
+            self.changed_file(key);
+            result.map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes a handle, putting its changes in the entry and writing the cache back.
     pub fn close(&mut self, handle: usize) -> Result<(), Errno> {
-        let result = self.write_back(handle);
+        let result = self.settle(handle);
         self.handle(handle)?;
         self.handles[handle] = None;
         result?;
         self.cache.lock().write_back()
     }
 
-    /// Writes a handle's changes back, then everything to the disk, and flushes the disk
-    /// (`fsync`).
+    /// Puts a handle's changes in its entry, then writes everything to the disk, and flushes
+    /// the disk (`fsync`).
     pub fn sync(&mut self, handle: usize) -> Result<(), Errno> {
-        self.write_back(handle)?;
+        self.settle(handle)?;
         self.sync_volume()
     }
 
@@ -407,14 +513,18 @@ impl FatFs {
         self.cache.lock().sync()
     }
 
-    /// Writes back every handle's changes and flushes the disk, as at exit.
+    /// Settles every handle (and commits any writer left) and flushes the disk, as at exit.
     pub fn sync_all(&mut self) -> Result<(), Errno> {
         let mut first = Ok(());
         for handle in 0..self.handles.len() {
             if self.handles[handle].is_some() {
-                let result = self.write_back(handle);
+                let result = self.settle(handle);
                 first = first.and(result);
             }
+        }
+        while let Some(stream) = self.streams.first() {
+            let result = self.commit(stream.key);
+            first = first.and(result);
         }
         first.and(self.sync_volume())
     }
@@ -429,18 +539,16 @@ impl FatFs {
         if h.is_dir {
             return Err(Errno::EISDIR);
         }
-        if let Some(data) = &h.contents {
-            let n = data.read(h.pos, buf);
-            h.pos += n as u64;
-            return Ok(n);
+        // The reader reads what the entry says: a writer appending must finish first.
+        if let Some(key) = h.key {
+            self.commit(key)?;
         }
+        let h = self.handles[handle].as_mut().expect("checked above");
         if h.reader.is_none() {
             let path = h.path.clone();
-            let Some(Node::Entry(entry)) = self.find(&path)? else { return Err(Errno::ENOENT) };
+            let (entry, _) = self.file(&path)?;
             let reader = vol.read_file(&entry).and_then(FileReader::with_cached_chain).map_err(|e| self.err(e))?;
-            let h = self.handles[handle].as_mut().expect("checked above");
-            h.entry = Some(entry);
-            h.reader = Some(reader);
+            self.handles[handle].as_mut().expect("checked above").reader = Some(reader);
         }
         let h = self.handles[handle].as_mut().expect("checked above");
         let reader = h.reader.as_mut().expect("made above");
@@ -458,22 +566,197 @@ impl FatFs {
         }
     }
 
-    /// Writes at the handle's position (at the end when opened to append), moving it on.
+    /// Writes at the handle's position (at the end when opened to append), moving it on:
+    /// bytes inside the file are overwritten in place, bytes past its end appended (a gap
+    /// before them filled with zeros). A write that does not fit is cut to what fits, and
+    /// one of which nothing fits is `ENOSPC`, as on Linux.
     pub fn write(&mut self, handle: usize, buf: &[u8]) -> Result<usize, Errno> {
         let h = self.handle(handle)?;
         if !h.write {
             return Err(Errno::EBADF);
         }
-        let data = h.contents.as_mut().expect("a writable handle");
-        let pos = if h.append { data.len() } else { h.pos };
-        // FAT keeps sizes in 32 bits.
-        if pos.saturating_add(buf.len() as u64) > u64::from(u32::MAX) {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let (path, append, pos) = (h.path.clone(), h.append, h.pos);
+        let (entry, key) = self.file(&path)?;
+        let len = self.len_of(&entry, key);
+        let pos = if append { len } else { pos };
+        if pos >= MAX_FILE {
             return Err(Errno::EFBIG);
         }
-        let n = data.write(pos, buf)?;
-        h.pos = pos + n as u64;
-        h.dirty |= n > 0;
-        Ok(n)
+        let buf = &buf[..buf.len().min((MAX_FILE - pos) as usize)];
+        let inside = buf.len().min(len.saturating_sub(pos) as usize);
+        let entry = if inside > 0 { self.overwrite(handle, &path, entry, key, pos, &buf[..inside])? } else { entry };
+        let mut done = inside;
+        if inside < buf.len() {
+            match self.append(&path, &entry, key, pos + inside as u64, &buf[inside..]) {
+                Ok(n) => done += n,
+                Err(_) if done > 0 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.handles[handle].as_mut().expect("checked above").pos = pos + done as u64;
+        Ok(done)
+    }
+
+    /// Writes `buf` over the file's bytes at `pos` (all inside its length), in place through
+    /// its cluster chain; returns the file's entry (found again if it changed).
+    ///
+    /// FIXME: the chain is walked from the handle's last overwrite, or from the file's start
+    /// for a position before it, so random overwrites of a large file cost a walk each; a
+    /// cached list of the chain's runs would retire this.
+    fn overwrite(
+        &mut self,
+        handle: usize,
+        path: &Components,
+        mut entry: FileEntry,
+        key: FileKey,
+        pos: u64,
+        buf: &[u8],
+    ) -> Result<FileEntry, Errno> {
+        if entry.cluster().0 < 2 {
+            // Clusters a writer gave a file that was empty: its entry has them once it finishes.
+            self.commit(key)?;
+            entry = self.file(path)?.0;
+        }
+        // A corrupt entry (bytes but no first cluster, or one off the volume) has no chain.
+        let first = u32::try_from(entry.cluster().0).ok().filter(|c| (2..=self.geo.max_cluster).contains(c));
+        let first = first.ok_or(Errno::EIO)?;
+        let cs = self.geo.cluster_size;
+        let h = self.handles[handle].as_mut().expect("checked by the caller");
+        let mut cursor = h.cursor.filter(|&(index, _)| index <= pos / cs).unwrap_or((0, first));
+        let mut cache = self.cache.lock();
+        let mut done = 0;
+        while done < buf.len() {
+            let at = pos + done as u64;
+            cursor = (at / cs, self.geo.walk(&mut cache, cursor, at / cs)?);
+            let take = ((cs - at % cs) as usize).min(buf.len() - done);
+            cache.write_at(self.geo.cluster_offset(cursor.1) + at % cs, &buf[done..done + take])?;
+            done += take;
+        }
+        drop(cache);
+        let h = self.handles[handle].as_mut().expect("checked by the caller");
+        h.cursor = Some(cursor);
+        h.touched = true;
+        Ok(entry)
+    }
+
+    /// Appends `buf` at `at`, at or past the file's end (a gap filled with zeros first, and
+    /// only if a byte of `buf` fits after it); returns the bytes that fit, `ENOSPC` if none.
+    fn append(
+        &mut self,
+        path: &Components,
+        entry: &FileEntry,
+        key: FileKey,
+        at: u64,
+        buf: &[u8],
+    ) -> Result<usize, Errno> {
+        let len = self.len_of(entry, key);
+        if at > len {
+            if self.fits(len, at - len + 1)? <= at - len {
+                return Err(Errno::ENOSPC);
+            }
+            self.fill(path, entry, key, at - len)?;
+        }
+        let n = self.fits(at, buf.len() as u64)? as usize;
+        if n == 0 {
+            return Err(Errno::ENOSPC);
+        }
+        self.stream_write(path, entry, key, &buf[..n])
+    }
+
+    /// How many of `n` bytes appended to a file of `len` bytes fit in the volume's free
+    /// clusters (a file has the clusters its length needs, as the crate's writer leaves it).
+    fn fits(&mut self, len: u64, n: u64) -> Result<u64, Errno> {
+        let cs = self.geo.cluster_size;
+        let have = len.div_ceil(cs);
+        let need = (len + n).div_ceil(cs) - have;
+        if need == 0 {
+            return Ok(n);
+        }
+        let free = self.free_clusters()?;
+        Ok(if need <= free { n } else { (have + free) * cs - len })
+    }
+
+    /// Appends `n` zeros to the file (room for them checked by the caller).
+    fn fill(&mut self, path: &Components, entry: &FileEntry, key: FileKey, mut n: u64) -> Result<(), Errno> {
+        while n > 0 {
+            let take = n.min(ZEROS.len() as u64) as usize;
+            n -= self.stream_write(path, entry, key, &ZEROS[..take])? as u64;
+        }
+        Ok(())
+    }
+
+    /// Appends through the file's writer, made (positioned at the end) if it has none;
+    /// returns the bytes written: all, or (the disk failing part-way) those before the failure.
+    fn stream_write(
+        &mut self,
+        path: &Components,
+        entry: &FileEntry,
+        key: FileKey,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
+        let index = match self.streams.iter().position(|s| s.key == key) {
+            Some(index) => index,
+            None => {
+                self.check_chain_end(entry)?;
+                let writer = FileWriter::new_append(self.vol, entry).map_err(|e| self.err(e))?;
+                self.streams.try_reserve(1).map_err(|_| Errno::ENOSPC)?;
+                let path = path.clone();
+                self.streams.push(Stream { key, path, writer, failed: false, len: entry.len(), modified: now() });
+                self.streams.len() - 1
+            }
+        };
+        let stream = &mut self.streams[index];
+        let before = stream.len;
+        let result = stream.writer.write(data);
+        // After an error the writer's length is what it wrote before it (less, if it gave
+        // back clusters it had allocated).
+        stream.len = stream.writer.bytes_written() as u64;
+        stream.modified = now();
+        let advanced = stream.len.saturating_sub(before) as usize;
+        stream.failed |= result.is_err();
+        match result {
+            Ok(_) => Ok(data.len()),
+            Err(_) if advanced > 0 => {
+                self.changed_file(key);
+                Ok(advanced)
+            }
+            Err(e) => {
+                self.changed_file(key);
+                Err(self.err(e))
+            }
+        }
+    }
+
+    /// Checks that a file's chain ends at the cluster its length ends in: the crate's writer
+    /// appends after the chain's last cluster, which for a longer chain (a crash during an
+    /// append leaves one; `fsck.fat` cuts it) would put the bytes past the file's end. Such a
+    /// file is `EIO` to append to.
+    fn check_chain_end(&mut self, entry: &FileEntry) -> Result<(), Errno> {
+        if entry.len() == 0 {
+            return Ok(());
+        }
+        let first = u32::try_from(entry.cluster().0).map_err(|_| Errno::EIO)?;
+        let mut cache = self.cache.lock();
+        let last = self.geo.walk(&mut cache, (0, first), (entry.len() - 1) / self.geo.cluster_size)?;
+        match self.geo.link(self.geo.entry(&mut cache, last)?) {
+            Link::End => Ok(()),
+            _ => Err(Errno::EIO),
+        }
+    }
+
+    /// Cuts the file to `len` bytes (`len` below its length; nothing happens otherwise).
+    fn cut(&mut self, path: &Components, key: FileKey, len: u64) -> Result<(), Errno> {
+        self.commit(key)?;
+        let (entry, _) = self.file(path)?;
+        if len >= entry.len() {
+            return Ok(());
+        }
+        let result = self.vol.truncate(&entry, len as usize);
+        self.changed_file(key);
+        result.map_err(|e| self.err(e))
     }
 
     /// Moves the handle's position; returns the new one.
@@ -497,21 +780,31 @@ impl FatFs {
     pub fn fstat(&mut self, handle: usize) -> Result<Stat, Errno> {
         let path = self.handle(handle)?.path.clone();
         let node = self.find(&path)?.ok_or(Errno::ENOENT)?;
-        let h = self.handles[handle].as_ref().expect("checked above");
-        Ok(Self::stat_of(&node, h.contents.as_ref()))
+        Ok(self.stat_of(&node))
     }
 
-    /// Cuts or extends the handle's file (`ftruncate`), which must be open for writing.
+    /// Cuts or extends the handle's file (`ftruncate`), which must be open for writing; an
+    /// extension that does not fit is `ENOSPC` and changes nothing.
     pub fn set_len(&mut self, handle: usize, len: u64) -> Result<(), Errno> {
         let h = self.handle(handle)?;
         if !h.write {
             return Err(Errno::EINVAL);
         }
-        if len > u64::from(u32::MAX) {
+        if len > MAX_FILE {
             return Err(Errno::EFBIG);
         }
-        h.contents.as_mut().expect("a writable handle").set_len(len)?;
-        h.dirty = true;
+        let path = h.path.clone();
+        let (entry, key) = self.file(&path)?;
+        let now_len = self.len_of(&entry, key);
+        if len > now_len {
+            if self.fits(now_len, len - now_len)? < len - now_len {
+                return Err(Errno::ENOSPC);
+            }
+            self.fill(&path, &entry, key, len - now_len)?;
+        } else if len < now_len {
+            self.cut(&path, key, len)?;
+            self.handles[handle].as_mut().expect("checked above").touched = true;
+        }
         Ok(())
     }
 
@@ -528,7 +821,7 @@ impl FatFs {
         if !node.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let dir = self.dir(&parts.0)?;
+        let (dir, _) = self.dir(&parts.0)?;
         let mut names = Vec::new();
         let mut entries = dir.entries();
         while let Some(entry) = entries.next_entry() {
@@ -548,7 +841,7 @@ impl FatFs {
     pub fn mkdir(&mut self, path: &[u8]) -> Result<(), Errno> {
         let parts = Components::parse(path)?;
         let Some((parent, name)) = parts.split_last() else { return Err(Errno::EEXIST) };
-        let dir = self.dir(parent)?;
+        let (dir, _) = self.dir(parent)?;
         if dir.find(name).map_err(|e| self.err(e))?.is_some() {
             return Err(Errno::EEXIST);
         }
@@ -561,7 +854,7 @@ impl FatFs {
     /// Removes the file (`is_dir` false) or the empty directory `path`.
     pub fn remove(&mut self, path: &[u8], is_dir: bool) -> Result<(), Errno> {
         let parts = Components::parse(path)?;
-        let Some(Node::Entry(entry)) = self.find(&parts)? else {
+        let Some(Node::Entry(entry, key)) = self.find(&parts)? else {
             return Err(if parts.0.is_empty() { Errno::EBUSY } else { Errno::ENOENT });
         };
         match (is_dir, entry.is_directory()) {
@@ -570,6 +863,9 @@ impl FatFs {
             _ => {}
         }
         self.writable()?;
+        // A writer's clusters are in the chain the delete frees once the entry has them.
+        self.commit(key)?;
+        let Some(Node::Entry(entry, _)) = self.find(&parts)? else { return Err(Errno::ENOENT) };
         let result = self.vol.delete(&entry);
         self.changed();
         result.map_err(|e| self.err(e))
@@ -583,7 +879,7 @@ impl FatFs {
     pub fn rename(&mut self, old: &[u8], new: &[u8], new_wants_dir: bool) -> Result<(), Errno> {
         let from = Components::parse(old)?;
         let to = Components::parse(new)?;
-        let Some(Node::Entry(entry)) = self.find(&from)? else {
+        let Some(Node::Entry(entry, key)) = self.find(&from)? else {
             return Err(if from.0.is_empty() { Errno::EBUSY } else { Errno::ENOENT });
         };
         let Some((to_parent, to_name)) = to.split_last() else { return Err(Errno::EBUSY) };
@@ -596,7 +892,7 @@ impl FatFs {
         {
             return Err(Errno::EINVAL);
         }
-        let dest = self.dir(to_parent)?;
+        let (dest, dest_cluster) = self.dir(to_parent)?;
         if let Some(existing) = dest.find(to_name).map_err(|e| self.err(e))? {
             let same = existing.cluster() == entry.cluster() && existing.name() == entry.name();
             if same && existing.name() == to_name {
@@ -609,277 +905,31 @@ impl FatFs {
                     _ => {}
                 }
                 self.writable()?;
+                self.commit(FileKey { dir: dest_cluster, name: existing.short_name().raw_bytes() })?;
+                let existing = dest.find(to_name).map_err(|e| self.err(e))?.ok_or(Errno::ENOENT)?;
                 self.vol.delete(&existing).map_err(|e| self.err(e))?;
                 self.changed();
             }
         }
         self.writable()?;
+        // The entry moves: a writer's size goes into it first.
+        self.commit(key)?;
         // The lookups again: deleting may have moved nothing, but entries are revalidated.
-        let Some(Node::Entry(entry)) = self.find(&from)? else { return Err(Errno::ENOENT) };
-        let dest = self.dir(to_parent)?;
+        let Some(Node::Entry(entry, _)) = self.find(&from)? else { return Err(Errno::ENOENT) };
+        let (dest, _) = self.dir(to_parent)?;
         let result = self.vol.rename(&entry, &dest, to_name);
         self.changed();
         result.map(|_| ()).map_err(|e| self.err(e))
     }
 }
 
-/// Writes `data` as the whole contents of the file `entry`.
-fn write_file(vol: &'static Volume<D0>, entry: &FileEntry, data: &Data) -> Result<(), FatError> {
-    let mut writer = vol.write_file(entry)?;
-    let mut buf = alloc::vec![0u8; 64 << 10];
-    let mut pos = 0u64;
-    while pos < data.len() {
-        let n = data.read(pos, &mut buf);
-        writer.write(&buf[..n])?;
-        pos += n as u64;
-    }
-    writer.finish()
+fn same_kind(kind: Kind, crate_kind: hadris_fat::sync::FatType) -> bool {
+    use hadris_fat::sync::FatType;
+    matches!(
+        (kind, crate_kind),
+        (Kind::Fat12, FatType::Fat12) | (Kind::Fat16, FatType::Fat16) | (Kind::Fat32, FatType::Fat32)
+    )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::blockcache::memdisk::MemDisk;
-    use super::*;
-    use hadris_fat::sync::format::{FatFormatOptions, FatVolumeFormatter};
-
-    const MIB: usize = 1 << 20;
-
-    /// A FAT image of `len` bytes, formatted by the crate, with a label.
-    fn image(len: usize) -> Vec<u8> {
-        let disk = MemDisk::new(len, 512);
-        let shared = disk.shared.clone();
-        let cache = Arc::new(spin::Mutex::new(BlockCache::new(disk, false)));
-        let vol =
-            FatVolumeFormatter::format(CacheRef(cache.clone()), FatFormatOptions::new(len as u64).volume_label("TEST"))
-                .unwrap();
-        drop(vol);
-        cache.lock().write_back().unwrap();
-        let bytes = shared.lock().unwrap().clone();
-        bytes
-    }
-
-    fn mount(bytes: Vec<u8>, read_only: bool) -> (FatFs, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-        set_clock(|| Time { secs: 1_767_225_600 + 3_600, nanos: 0 });
-        let disk = MemDisk::from_bytes(bytes, 512);
-        let shared = disk.shared.clone();
-        (FatFs::mount(Box::new(disk), read_only).unwrap(), shared)
-    }
-
-    fn put(fs: &mut FatFs, path: &str, data: &[u8]) {
-        let h = fs.open(path.as_bytes(), false, O_WRONLY | O_CREAT | O_TRUNC).unwrap();
-        assert_eq!(fs.write(h, data), Ok(data.len()));
-        fs.close(h).unwrap();
-    }
-
-    fn get(fs: &mut FatFs, path: &str) -> Result<Vec<u8>, Errno> {
-        let h = fs.open(path.as_bytes(), false, O_RDONLY)?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 3000];
-        loop {
-            let n = fs.read(h, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        fs.close(h)?;
-        Ok(out)
-    }
-
-    fn names(fs: &FatFs, path: &str) -> Vec<String> {
-        fs.read_dir(path.as_bytes()).unwrap().into_iter().map(|(n, d)| if d { n + "/" } else { n }).collect()
-    }
-
-    #[test]
-    fn files_survive_a_remount() {
-        let (mut fs, shared) = mount(image(8 * MIB), false);
-        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        fs.mkdir(b"dir").unwrap();
-        fs.mkdir(b"dir/sub").unwrap();
-        put(&mut fs, "dir/sub/big.bin", &big);
-        put(&mut fs, "A Long Name.txt", b"hello");
-        let h = fs.open(b"A Long Name.txt", false, O_WRONLY | O_APPEND).unwrap();
-        fs.write(h, b", world").unwrap();
-        fs.sync(h).unwrap();
-        fs.close(h).unwrap();
-        fs.sync_all().unwrap();
-        let bytes = shared.lock().unwrap().clone();
-        drop(fs);
-
-        let (mut fs, _) = mount(bytes, false);
-        assert_eq!(names(&fs, ""), ["A Long Name.txt", "dir/"]);
-        assert_eq!(names(&fs, "dir"), ["sub/"]);
-        assert_eq!(get(&mut fs, "dir/sub/big.bin").unwrap(), big);
-        assert_eq!(get(&mut fs, "a long name.TXT").unwrap(), b"hello, world", "names match without case");
-        let st = fs.stat(b"dir/sub/big.bin", false).unwrap();
-        assert_eq!((st.size, st.is_dir), (300_000, false));
-        assert!(fs.stat(b"dir", true).unwrap().is_dir);
-        assert_eq!(st.modified.secs, 1_767_225_600 + 3_600, "the clock's time, to FAT's 2 s");
-    }
-
-    #[test]
-    fn seeks_holes_and_lengths() {
-        let (mut fs, _) = mount(image(4 * MIB), false);
-        let h = fs.open(b"f", false, O_RDWR | O_CREAT).unwrap();
-        fs.write(h, b"abc").unwrap();
-        assert_eq!(fs.seek(h, 10, Whence::Start), Ok(10));
-        fs.write(h, b"z").unwrap();
-        assert_eq!(fs.fstat(h).unwrap().size, 11);
-        fs.seek(h, 0, Whence::Start).unwrap();
-        let mut buf = [9u8; 20];
-        assert_eq!(fs.read(h, &mut buf), Ok(11));
-        assert_eq!(&buf[..11], b"abc\0\0\0\0\0\0\0z");
-        fs.set_len(h, 2).unwrap();
-        fs.close(h).unwrap();
-        assert_eq!(get(&mut fs, "f").unwrap(), b"ab");
-        // Reading while another handle wrote: the reader sees the new contents after close.
-        let r = fs.open(b"f", false, O_RDONLY).unwrap();
-        put(&mut fs, "f", b"longer contents");
-        let mut buf = [0u8; 32];
-        assert_eq!(fs.read(r, &mut buf), Ok(15));
-        assert_eq!(fs.write(r, b"x"), Err(Errno::EBADF));
-        assert_eq!(fs.set_len(r, 0), Err(Errno::EINVAL));
-    }
-
-    #[test]
-    fn errors_as_on_linux() {
-        let (mut fs, _) = mount(image(4 * MIB), false);
-        put(&mut fs, "file", b"x");
-        fs.mkdir(b"d").unwrap();
-        put(&mut fs, "d/inner", b"y");
-        assert_eq!(fs.open(b"missing", false, O_RDONLY), Err(Errno::ENOENT));
-        assert_eq!(fs.open(b"nodir/x", false, O_WRONLY | O_CREAT), Err(Errno::ENOENT));
-        assert_eq!(fs.open(b"file", false, O_WRONLY | O_CREAT | O_EXCL), Err(Errno::EEXIST));
-        assert_eq!(fs.open(b"d", false, O_WRONLY), Err(Errno::EISDIR));
-        assert_eq!(fs.open(b"file/x", false, O_RDONLY), Err(Errno::ENOTDIR));
-        assert_eq!(fs.open(b"file", true, O_RDONLY), Err(Errno::ENOTDIR));
-        assert_eq!(fs.mkdir(b"d"), Err(Errno::EEXIST));
-        assert_eq!(fs.mkdir(b"FILE"), Err(Errno::EEXIST));
-        assert_eq!(fs.remove(b"d", true), Err(Errno::ENOTEMPTY));
-        assert_eq!(fs.remove(b"d", false), Err(Errno::EISDIR));
-        assert_eq!(fs.remove(b"file", true), Err(Errno::ENOTDIR));
-        assert_eq!(fs.remove(b"", true), Err(Errno::EBUSY));
-        assert_eq!(fs.read_dir(b"file"), Err(Errno::ENOTDIR));
-        assert_eq!(fs.rename(b"d", b"d/inner2", false), Err(Errno::EINVAL));
-        assert_eq!(fs.rename(b"file", b"d", false), Err(Errno::EISDIR));
-        assert_eq!(fs.rename(b"missing", b"x", false), Err(Errno::ENOENT));
-        let dh = fs.open(b"d", false, O_RDONLY).unwrap();
-        assert_eq!(fs.read(dh, &mut [0u8; 4]), Err(Errno::EISDIR));
-        // Rename replaces a file, moves into directories, changes case.
-        put(&mut fs, "other", b"other");
-        fs.rename(b"other", b"file", false).unwrap();
-        assert_eq!(get(&mut fs, "file").unwrap(), b"other");
-        fs.rename(b"file", b"d/moved", false).unwrap();
-        fs.rename(b"d/moved", b"d/MOVED", false).unwrap();
-        assert_eq!(names(&fs, "d"), ["MOVED", "inner"]);
-        fs.remove(b"d/inner", false).unwrap();
-        fs.remove(b"d/MOVED", false).unwrap();
-        fs.remove(b"d", true).unwrap();
-        assert_eq!(names(&fs, ""), Vec::<String>::new());
-    }
-
-    #[test]
-    fn read_only_writes_nothing() {
-        let (mut fs, shared) = mount(image(4 * MIB), false);
-        put(&mut fs, "keep", b"kept");
-        fs.mkdir(b"d").unwrap();
-        fs.sync_all().unwrap();
-        let before = shared.lock().unwrap().clone();
-        drop(fs);
-        let (mut fs, shared) = mount(before.clone(), true);
-        assert_eq!(get(&mut fs, "keep").unwrap(), b"kept");
-        assert_eq!(fs.open(b"keep", false, O_WRONLY), Err(Errno::EROFS));
-        assert_eq!(fs.open(b"new", false, O_WRONLY | O_CREAT), Err(Errno::EROFS));
-        assert_eq!(fs.open(b"keep", false, O_WRONLY | O_CREAT | O_EXCL), Err(Errno::EEXIST));
-        assert_eq!(fs.mkdir(b"e"), Err(Errno::EROFS));
-        assert_eq!(fs.remove(b"keep", false), Err(Errno::EROFS));
-        assert_eq!(fs.remove(b"d", true), Err(Errno::EROFS));
-        assert_eq!(fs.rename(b"keep", b"k2", false), Err(Errno::EROFS));
-        assert_eq!(fs.open(b"missing", false, O_RDONLY), Err(Errno::ENOENT));
-        fs.sync_all().unwrap();
-        assert!(*shared.lock().unwrap() == before, "a read-only volume's disk is never written");
-    }
-
-    #[test]
-    fn garbage_is_an_error_at_mount() {
-        let disk = MemDisk::from_bytes(vec![0u8; MIB], 512);
-        assert!(FatFs::mount(Box::new(disk), false).is_err());
-        let mut seed = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let noise: Vec<u8> = (0..MIB).map(|_| next() as u8).collect();
-        assert!(FatFs::mount(Box::new(MemDisk::from_bytes(noise, 512)), false).is_err());
-    }
-
-    /// Walks everything a volume holds, reading every file; errors are fine, panics not.
-    fn walk(fs: &mut FatFs, path: &str, depth: usize) {
-        let Ok(entries) = fs.read_dir(path.as_bytes()) else { return };
-        for (name, is_dir) in entries.into_iter().take(50) {
-            let child = if path.is_empty() { name } else { alloc::format!("{path}/{name}") };
-            let _ = fs.stat(child.as_bytes(), false);
-            if is_dir && depth < 4 {
-                walk(fs, &child, depth + 1);
-            } else if !is_dir {
-                let _ = get(fs, &child);
-                let _ = fs.open(child.as_bytes(), false, O_RDWR).map(|h| {
-                    let _ = fs.write(h, b"more");
-                    let _ = fs.close(h);
-                });
-            }
-        }
-        let _ = fs.mkdir(alloc::format!("{path}/newdir").as_bytes());
-    }
-
-    #[test]
-    fn corrupt_volumes_give_errors_not_panics() {
-        let (mut fs, shared) = mount(image(2 * MIB), false);
-        fs.mkdir(b"a").unwrap();
-        fs.mkdir(b"a/b").unwrap();
-        for i in 0..20 {
-            put(&mut fs, &alloc::format!("a/file number {i}.txt"), &vec![i as u8; 5000 + i * 300]);
-        }
-        put(&mut fs, "a/b/deep", &vec![7u8; 70_000]);
-        fs.sync_all().unwrap();
-        let good = shared.lock().unwrap().clone();
-        drop(fs);
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        // Metadata lives in the first ~200 KiB: the boot sector, the FATs, the directories.
-        for _ in 0..300 {
-            let mut bytes = good.clone();
-            for _ in 0..1 + next() % 40 {
-                let at = (next() % (200 << 10)) as usize;
-                bytes[at] = next() as u8;
-            }
-            if let Ok(mut fs) = FatFs::mount(Box::new(MemDisk::from_bytes(bytes, 512)), false) {
-                walk(&mut fs, "", 0);
-                let _ = fs.sync_all();
-            }
-        }
-    }
-
-    #[test]
-    fn times_convert_both_ways() {
-        for secs in [
-            days_from_civil(1980, 1, 1) * 86_400,
-            1_767_225_600 + 3_601,
-            days_from_civil(2107, 12, 31) * 86_400 + 86_399,
-        ] {
-            let t = Time { secs, nanos: 0 };
-            assert_eq!(from_fat(to_fat(t)), t, "{secs}");
-        }
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        // Before 1980 FAT has no way to say it: the earliest date.
-        assert_eq!(from_fat(to_fat(Time { secs: 0, nanos: 0 })).secs, days_from_civil(1980, 1, 1) * 86_400);
-    }
-}
+mod tests;

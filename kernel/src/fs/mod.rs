@@ -3,7 +3,8 @@
 //!
 //! [`cpio`] reads the archive, [`tree`] is the filesystem, [`data`] a file's contents and
 //! [`chunk`] the memory they take. Disks with a FAT volume are mounted under the tree
-//! (`xen.mount=`): [`mount`] routes paths, [`fat`] is a volume with its handles, [`blockcache`]
+//! (`xen.mount=`): [`mount`] routes paths, [`fat`] is a volume with its handles, [`fatmap`] its
+//! allocation table read directly, [`blockcache`]
 //! the volume's view of the disk. All of it is pure and tested on the host. The guest keeps
 //! one [`tree::Tree`] behind a sleeping [`Mutex`](crate::sync::Mutex): a call may copy
 //! megabytes or allocate, which a spin lock (upcalls masked) must not wait on.
@@ -14,6 +15,7 @@ pub mod cpio;
 pub mod data;
 pub mod errno;
 pub mod fat;
+pub mod fatmap;
 pub mod mount;
 pub mod tree;
 
@@ -148,16 +150,28 @@ mod disks {
     /// fails is logged as an error and left out, and the program runs without it.
     pub fn mount_disks() {
         super::fat::set_clock(super::now);
+        for_each_mount(|spec, vdev, point| {
+            if let Err(why) = mount_one(spec) {
+                error!("mount {vdev} at {point} failed: {why}");
+            }
+        });
+    }
+
+    /// Logs each mount the command line asks for as failed, when the guest can have no disks
+    /// (`why`: no xenstore, as for dom0), so that the option is not ignored silently.
+    pub fn refuse_mounts(why: &str) {
+        for_each_mount(|_, vdev, point| error!("mount {vdev} at {point} failed: {why}"));
+    }
+
+    /// Runs `f` on each `xen.mount` of the command line, with its disk and path as text.
+    fn for_each_mount(mut f: impl FnMut(&mount::MountSpec<'_>, &str, &str)) {
         let cmdline = crate::boot::cmdline();
         for index in 0.. {
             let Some(value) = cmdline.mount(index) else { break };
             let Some(spec) = mount::parse_spec(value) else { continue };
             let vdev = core::str::from_utf8(spec.vdev).unwrap_or("?");
             let point = core::str::from_utf8(&spec.path).unwrap_or("?");
-            match mount_one(&spec) {
-                Ok(()) => {}
-                Err(why) => error!("mount {vdev} at {point} failed: {why}"),
-            }
+            f(&spec, vdev, point);
         }
     }
 

@@ -84,6 +84,16 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("fat_verify", "blk").args(&["fat", "verify"]).disk(fat::rw_image, false).kernel_args(fat::MOUNT).timeout(120),
     DomUJob::bin("fat_readonly", "blk").args(&["fat", "readonly"]).disk(fat::ro_image, true).kernel_args(fat::MOUNT),
     DomUJob::bin("fat_garbage", "blk").args(&["fat", "garbage"]).disk(fat::garbage_image, false).kernel_args(fat::MOUNT),
+    DomUJob::bin("fat_full", "blk").args(&["fat", "full"]).disk(fat::full_image, false).kernel_args(fat::MOUNT),
+    DomUJob::bin("fat_full_verify", "blk").args(&["fat", "full_verify"]).disk(fat::full_image, false).kernel_args(fat::MOUNT),
+    // 96 MiB written by a 64 MiB guest: the file never is in memory whole.
+    DomUJob::bin("fat_huge", "blk").args(&["fat", "huge"]).disk(fat::huge_image, false).kernel_args(fat::MOUNT).memory(64).timeout(400),
+    DomUJob::bin("fat_huge_verify", "blk")
+        .args(&["fat", "huge_verify"])
+        .disk(fat::huge_image, false)
+        .kernel_args(fat::MOUNT)
+        .memory(64)
+        .timeout(300),
 ]);
 
 /// The packed files of the `files` guest, relative to the repository.

@@ -72,6 +72,8 @@ fn hash(bytes: &[u8]) -> u64 {
 static RW: OnceLock<(PathBuf, u64)> = OnceLock::new();
 static RO: OnceLock<(PathBuf, u64)> = OnceLock::new();
 static GARBAGE: OnceLock<(PathBuf, u64)> = OnceLock::new();
+static FULL: OnceLock<(PathBuf, u64)> = OnceLock::new();
+static HUGE: OnceLock<(PathBuf, u64)> = OnceLock::new();
 
 /// 64 MiB of FAT32 (512-byte clusters), written by `fat_write`, read by `fat_verify`.
 pub fn rw_image() -> PathBuf {
@@ -81,6 +83,16 @@ pub fn rw_image() -> PathBuf {
 /// 16 MiB of FAT16, attached read-only.
 pub fn ro_image() -> PathBuf {
     RO.get_or_init(|| make("fat16", 16, &["-F", "16"])).0.clone()
+}
+
+/// 2 MiB of FAT12 with the host's files, filled up by `fat_full`.
+pub fn full_image() -> PathBuf {
+    FULL.get_or_init(|| make("fat12", 2, &["-F", "12"])).0.clone()
+}
+
+/// 128 MiB of FAT32 (512-byte clusters) with the host's files, for a 96 MiB file.
+pub fn huge_image() -> PathBuf {
+    HUGE.get_or_init(|| make("huge", 128, &["-F", "32"])).0.clone()
 }
 
 /// 4 MiB of a pattern, no filesystem.
@@ -179,13 +191,7 @@ fn what_a_guest_wrote_is_there_after_a_reboot_and_on_the_host() {
     let listing =
         String::from_utf8(run(Command::new("mdir").arg("-i").arg(&image).arg("-b").arg("::/out/a/b"))).unwrap();
     assert!(listing.contains("c/") || listing.contains("/c"), "no out/a/b/c on the host: {listing}");
-    let fsck = Command::new("fsck.fat").arg("-n").arg(&image).output().unwrap();
-    assert!(
-        fsck.status.success(),
-        "fsck.fat -n: {}\n{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    fsck_clean(&image);
     let _ = std::fs::remove_file(image);
 }
 
@@ -217,4 +223,85 @@ fn a_disk_without_a_volume_fails_the_mount_not_the_guest() {
     let path = garbage_image();
     assert_eq!(hash(&std::fs::read(&path).unwrap()), GARBAGE.get().unwrap().1, "a failed mount wrote to the disk");
     let _ = std::fs::remove_file(path);
+}
+
+fn fsck_clean(image: &Path) {
+    let fsck = Command::new("fsck.fat").arg("-n").arg(image).output().unwrap();
+    assert!(
+        fsck.status.success(),
+        "fsck.fat -n {}: {}\n{}",
+        image.display(),
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
+
+/// The value a line `PREFIX VALUE` of a job's output gives.
+fn value_after<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_else(|| panic!("no line {prefix:?} in:\n{out}"))
+}
+
+#[test]
+fn a_full_volume_is_storage_full_at_write_and_keeps_what_fit() {
+    let out = assert_lines(
+        "fat_full",
+        &[
+            "fs::write 3 MB: Some(StorageFull)",
+            "x.bin kept over 1 MB: true",
+            "x.bin: ok",
+            "full at write: StorageFull",
+            "again: Some(StorageFull)",
+            "sync_all: Ok(())",
+            "len matches: true",
+            "full.bin read back: ok",
+            "another file: Some(StorageFull)",
+            "done",
+        ],
+    );
+    let written: usize = value_after(&out, "full.bin written ").parse().unwrap();
+    // The host's files take about 200 KiB of the 2 MiB.
+    assert!(written > 1_500_000, "only {written} bytes fit");
+    assert_lines(
+        "fat_full_verify",
+        &[&format!("full.bin: {written} bytes"), "full.bin: ok", "x.bin: Some(NotFound)", "done"],
+    );
+    let image = full_image();
+    assert!(mtype(&image, "/full.bin") == filled(11, written), "full.bin differs on the host");
+    assert_eq!(mtype(&image, "/hello.txt"), b"hello from the host\n");
+    fsck_clean(&image);
+    let _ = std::fs::remove_file(image);
+}
+
+/// `huge.bin`'s words (tests/guest/src/bin/blk/fat.rs's `huge_words`).
+fn huge_word(index: u64) -> u64 {
+    let mut z = index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn a_file_larger_than_the_guests_memory_is_written_and_read_back() {
+    const WORDS: u64 = 96 << 17;
+    let sum = (0..WORDS).fold(0u64, |s, i| s.wrapping_add(huge_word(i)));
+    let bytes = format!("huge.bin: {} bytes", WORDS * 8);
+    assert_lines("fat_huge", &["sync_all: Ok(())", &bytes, &format!("huge read back: checksum {sum:016x}"), "done"]);
+    assert_lines("fat_huge_verify", &[&bytes, &format!("huge after a reboot: checksum {sum:016x}"), "done"]);
+    let image = huge_image();
+    let on_host = mtype(&image, "/huge.bin");
+    assert_eq!(on_host.len() as u64, WORDS * 8);
+    let same = on_host.chunks(8).enumerate().all(|(i, w)| u64::from_le_bytes(w.try_into().unwrap()) == huge_word(i as u64));
+    assert!(same, "huge.bin differs on the host");
+    fsck_clean(&image);
+    let _ = std::fs::remove_file(image);
+}
+
+#[test]
+fn a_mount_as_dom0_is_an_error_in_the_log_not_silence() {
+    use xen_harness::{Mode, run};
+    let r = run("blk", Mode::Dom0, &["--kernel-arg", "xen.mount=xvda:/mnt"], &["fat", "garbage"]);
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("/mnt: Some(NotFound)"), "{}", r.stdout);
+    let log = format!("{}{}", r.stdout, r.stderr);
+    assert!(log.contains("mount xvda at /mnt failed: no xenstore, so no disks"), "no mount error in: {log}");
 }

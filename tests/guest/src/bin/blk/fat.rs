@@ -7,6 +7,11 @@
 //!     fat verify     a new boot on the same image: reads what `write` left, exactly
 //!     fat readonly   an image attached read-only: reads work, every write is refused
 //!     fat garbage    an image with no FAT volume: the mount fails, the program runs
+//!     fat full       a small volume written until it is full: `StorageFull` at the write
+//!                    that does not fit, the bytes before it kept
+//!     fat full_verify a new boot: what fit is there
+//!     fat huge       a file larger than the guest's memory written, synced, read back
+//!     fat huge_verify a new boot: the file read back
 //!
 //! The host's files: `/hello.txt` ("hello from the host\n"), `/dir/data.bin` (200,000 bytes of
 //! `pattern(7)`), `/todelete.txt`, `/Long File Name.txt` ("long\n").
@@ -27,8 +32,22 @@ fn filled(seed: u64, len: usize) -> Vec<u8> {
 /// The big file `write` leaves: not a whole number of clusters.
 const BIG: usize = 3 * 1024 * 1024 + 123;
 
+/// The file `huge` writes: half again the guest's 64 MiB.
+const HUGE_MIB: u64 = 96;
+
+/// Fills `buf` with the words of `huge.bin` from byte `offset` (a multiple of 8): word `i` is a
+/// splitmix64 value of `i` (cheaper than [`pattern`] for 96 MiB; the harness's is the same).
+fn huge_words(offset: u64, buf: &mut [u8]) {
+    for (i, word) in buf.chunks_mut(8).enumerate() {
+        let mut z = (offset / 8 + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        word.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes()[..word.len()]);
+    }
+}
+
 mod xen {
-    use super::{BIG, filled};
+    use super::{BIG, HUGE_MIB, filled, huge_words};
     use std::fs::{self, File, OpenOptions};
     use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 
@@ -162,14 +181,101 @@ mod xen {
         println!("done");
     }
 
+    /// Writes until the volume is full, in pieces, as a program that checks each `write` would.
+    fn full() {
+        // One call with more than the volume holds: Linux's vfat gives ENOSPC and keeps what fit.
+        println!("fs::write 3 MB: {:?}", kind(fs::write("/mnt/x.bin", filled(10, 3_000_000))));
+        let kept = fs::metadata("/mnt/x.bin").unwrap().len() as usize;
+        println!("x.bin kept over 1 MB: {}", kept > 1_000_000);
+        same("x.bin", &fs::read("/mnt/x.bin").unwrap(), &filled(10, kept));
+        fs::remove_file("/mnt/x.bin").unwrap();
+        let data = filled(11, 4_000_000);
+        let mut f = File::create("/mnt/full.bin").unwrap();
+        let mut written = 0;
+        let error = loop {
+            match f.write(&data[written..written + 100_000]) {
+                Ok(n) => written += n,
+                Err(e) => break e,
+            }
+        };
+        println!("full at write: {:?}", error.kind());
+        println!("again: {:?}", kind(f.write(b"x")));
+        println!("sync_all: {:?}", f.sync_all().map_err(|e| e.kind()));
+        drop(f);
+        println!("full.bin written {written}");
+        println!("len matches: {}", fs::metadata("/mnt/full.bin").unwrap().len() == written as u64);
+        same("full.bin read back", &fs::read("/mnt/full.bin").unwrap(), &data[..written]);
+        println!("another file: {:?}", kind(fs::write("/mnt/y.bin", b"y")));
+        fs::remove_file("/mnt/y.bin").unwrap();
+        println!("done");
+    }
+
+    fn full_verify() {
+        let len = fs::metadata("/mnt/full.bin").unwrap().len() as usize;
+        println!("full.bin: {len} bytes");
+        same("full.bin", &fs::read("/mnt/full.bin").unwrap(), &filled(11, len));
+        println!("x.bin: {:?}", kind(fs::metadata("/mnt/x.bin")));
+        println!("done");
+    }
+
+    /// Reads `huge.bin` back, comparing each MiB with what was written; returns a checksum
+    /// (the wrapping sum of its words) or where it differed.
+    fn read_huge() -> Result<u64, String> {
+        let mut f = File::open("/mnt/huge.bin").map_err(|e| format!("open: {e}"))?;
+        let (mut got, mut want) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+        let mut sum = 0u64;
+        for mib in 0..HUGE_MIB {
+            f.read_exact(&mut got).map_err(|e| format!("MiB {mib}: {e}"))?;
+            huge_words(mib << 20, &mut want);
+            if got != want {
+                return Err(format!("MiB {mib} differs"));
+            }
+            sum = got.chunks(8).fold(sum, |s, w| s.wrapping_add(u64::from_le_bytes(w.try_into().unwrap())));
+        }
+        match f.read(&mut got) {
+            Ok(0) => Ok(sum),
+            other => Err(format!("past the end: {other:?}")),
+        }
+    }
+
+    fn huge() {
+        let mut f = File::create("/mnt/huge.bin").unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for mib in 0..HUGE_MIB {
+            huge_words(mib << 20, &mut buf);
+            f.write_all(&buf).unwrap();
+        }
+        println!("sync_all: {:?}", f.sync_all().map_err(|e| e.kind()));
+        drop(f);
+        println!("huge.bin: {} bytes", fs::metadata("/mnt/huge.bin").unwrap().len());
+        match read_huge() {
+            Ok(sum) => println!("huge read back: checksum {sum:016x}"),
+            Err(e) => println!("huge read back: differs: {e}"),
+        }
+        println!("done");
+    }
+
+    fn huge_verify() {
+        println!("huge.bin: {} bytes", fs::metadata("/mnt/huge.bin").unwrap().len());
+        match read_huge() {
+            Ok(sum) => println!("huge after a reboot: checksum {sum:016x}"),
+            Err(e) => println!("huge after a reboot: differs: {e}"),
+        }
+        println!("done");
+    }
+
     pub fn main() {
         match std::env::args().nth(2).as_deref() {
             Some("write") => write(),
             Some("verify") => verify(),
             Some("readonly") => readonly(),
             Some("garbage") => garbage(),
+            Some("full") => full(),
+            Some("full_verify") => full_verify(),
+            Some("huge") => huge(),
+            Some("huge_verify") => huge_verify(),
             _ => {
-                eprintln!("usage: blk fat write|verify|readonly|garbage");
+                eprintln!("usage: blk fat write|verify|readonly|garbage|full|full_verify|huge|huge_verify");
                 std::process::exit(2);
             }
         }
