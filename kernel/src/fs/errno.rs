@@ -39,6 +39,9 @@ pub enum Errno {
     ENAMETOOLONG = 36,
     /// Directory not empty.
     ENOTEMPTY = 39,
+    /// Stale file handle: a handle on a FAT file that was removed or replaced after it was
+    /// opened (`docs/fs.md`).
+    ESTALE = 116,
 }
 
 impl Errno {

@@ -133,6 +133,22 @@ impl Components {
     fn split_last(&self) -> Option<(&[String], &str)> {
         self.0.split_last().map(|(last, rest)| (rest, last.as_str()))
     }
+
+    /// Whether `self` is `prefix` or below it, names compared as the volume compares them
+    /// (without regard to case).
+    fn starts_with(&self, prefix: &Components) -> bool {
+        self.0.len() >= prefix.0.len() && self.0.iter().zip(&prefix.0).all(|(a, b)| same_name(a, b))
+    }
+
+    /// `self` (which starts with `from`) with that start replaced by `to`.
+    fn moved(&self, from: &Components, to: &Components) -> Components {
+        Components(to.0.iter().chain(&self.0[from.0.len()..]).cloned().collect())
+    }
+}
+
+/// Whether two names are one on the volume: FAT matches names without regard to case.
+fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
 }
 
 /// A file's identity on the volume: the first cluster of its directory (0 for the root) and
@@ -160,9 +176,13 @@ impl Node {
 }
 
 struct Handle {
+    /// Where the file or directory is now: renames move it along ([`FatFs::rename`]).
     path: Components,
     /// The file's identity (none for directories).
     key: Option<FileKey>,
+    /// The file or directory was removed or replaced after the handle was opened: every use
+    /// is `ESTALE`, so the handle never touches what later takes its name.
+    gone: bool,
     is_dir: bool,
     pos: u64,
     read: bool,
@@ -326,6 +346,21 @@ impl FatFs {
         }
     }
 
+    /// The file a handle is open on: `ESTALE` if it was removed or replaced since, or if its
+    /// path now names another file.
+    fn file_of(&self, handle: usize) -> Result<(Components, FileEntry, FileKey), Errno> {
+        let h = self.handles.get(handle).and_then(Option::as_ref).ok_or(Errno::EBADF)?;
+        if h.gone {
+            return Err(Errno::ESTALE);
+        }
+        let path = h.path.clone();
+        match self.file(&path) {
+            Ok((entry, key)) if Some(key) == h.key => Ok((path, entry, key)),
+            Ok(_) | Err(Errno::ENOENT) => Err(Errno::ESTALE),
+            Err(e) => Err(e),
+        }
+    }
+
     fn lookup(&self, path: &[u8], wants_dir: bool) -> Result<(Components, Node), Errno> {
         let parts = Components::parse(path)?;
         let node = self.find(&parts)?.ok_or(Errno::ENOENT)?;
@@ -417,6 +452,7 @@ impl FatFs {
         let handle = Handle {
             path: parts,
             key,
+            gone: false,
             is_dir: node.is_dir(),
             pos: 0,
             read,
@@ -475,13 +511,15 @@ impl FatFs {
     /// overwrite in place.
     fn settle(&mut self, handle: usize) -> Result<(), Errno> {
         let h = self.handle(handle)?;
+        if h.gone {
+            return Ok(());
+        }
         let (Some(key), touched) = (h.key, core::mem::take(&mut h.touched)) else { return Ok(()) };
-        let path = h.path.clone();
         if self.stream(key).is_some() {
             return self.commit(key);
         }
         if touched {
-            let (entry, _) = self.file(&path)?;
+            let (_, entry, _) = self.file_of(handle)?;
             let result = self.vol.set_times(&entry, Some(to_fat(now())), None, None);
             self.changed_file(key);
             result.map_err(|e| self.err(e))?;
@@ -539,14 +577,16 @@ impl FatFs {
         if h.is_dir {
             return Err(Errno::EISDIR);
         }
+        if h.gone {
+            return Err(Errno::ESTALE);
+        }
         // The reader reads what the entry says: a writer appending must finish first.
         if let Some(key) = h.key {
             self.commit(key)?;
         }
         let h = self.handles[handle].as_mut().expect("checked above");
         if h.reader.is_none() {
-            let path = h.path.clone();
-            let (entry, _) = self.file(&path)?;
+            let (_, entry, _) = self.file_of(handle)?;
             let reader = vol.read_file(&entry).and_then(FileReader::with_cached_chain).map_err(|e| self.err(e))?;
             self.handles[handle].as_mut().expect("checked above").reader = Some(reader);
         }
@@ -578,8 +618,8 @@ impl FatFs {
         if buf.is_empty() {
             return Ok(0);
         }
-        let (path, append, pos) = (h.path.clone(), h.append, h.pos);
-        let (entry, key) = self.file(&path)?;
+        let (append, pos) = (h.append, h.pos);
+        let (path, entry, key) = self.file_of(handle)?;
         let len = self.len_of(&entry, key);
         let pos = if append { len } else { pos };
         if pos >= MAX_FILE {
@@ -778,8 +818,16 @@ impl FatFs {
 
     /// What `fstat` says of the handle's file.
     pub fn fstat(&mut self, handle: usize) -> Result<Stat, Errno> {
-        let path = self.handle(handle)?.path.clone();
-        let node = self.find(&path)?.ok_or(Errno::ENOENT)?;
+        let h = self.handle(handle)?;
+        if h.gone {
+            return Err(Errno::ESTALE);
+        }
+        if h.key.is_some() {
+            let (_, entry, key) = self.file_of(handle)?;
+            return Ok(self.stat_of(&Node::Entry(entry, key)));
+        }
+        let path = h.path.clone();
+        let node = self.find(&path)?.ok_or(Errno::ESTALE)?;
         Ok(self.stat_of(&node))
     }
 
@@ -793,8 +841,7 @@ impl FatFs {
         if len > MAX_FILE {
             return Err(Errno::EFBIG);
         }
-        let path = h.path.clone();
-        let (entry, key) = self.file(&path)?;
+        let (path, entry, key) = self.file_of(handle)?;
         let now_len = self.len_of(&entry, key);
         if len > now_len {
             if self.fits(now_len, len - now_len)? < len - now_len {
@@ -868,7 +915,38 @@ impl FatFs {
         let Some(Node::Entry(entry, _)) = self.find(&parts)? else { return Err(Errno::ENOENT) };
         let result = self.vol.delete(&entry);
         self.changed();
-        result.map_err(|e| self.err(e))
+        result.map_err(|e| self.err(e))?;
+        self.forget(&parts, key, is_dir);
+        Ok(())
+    }
+
+    /// Marks the handles of a file or directory that is no more as gone.
+    fn forget(&mut self, path: &Components, key: FileKey, is_dir: bool) {
+        for h in self.handles.iter_mut().flatten() {
+            let it = if is_dir { h.is_dir && h.path.starts_with(path) && h.path.0.len() == path.0.len() } else { h.key == Some(key) };
+            if it {
+                h.gone = true;
+            }
+        }
+    }
+
+    /// Moves the handles (and writers) of what was renamed from `from` to `to` along: a file's
+    /// by its identity, which the rename changed to `new_key`; everything below a directory by
+    /// path (the files inside keep their identity, the directory's first cluster).
+    fn follow(&mut self, from: &Components, to: &Components, old_key: FileKey, new_key: FileKey, is_dir: bool) {
+        for h in self.handles.iter_mut().flatten().filter(|h| !h.gone) {
+            if !is_dir && h.key == Some(old_key) {
+                h.key = Some(new_key);
+                h.path = to.clone();
+            } else if is_dir && h.path.starts_with(from) {
+                h.path = h.path.moved(from, to);
+            }
+        }
+        for stream in &mut self.streams {
+            if is_dir && stream.path.starts_with(from) {
+                stream.path = stream.path.moved(from, to);
+            }
+        }
     }
 
     /// Renames `old` to `new` inside the volume, replacing a file or an empty directory that
@@ -905,10 +983,13 @@ impl FatFs {
                     _ => {}
                 }
                 self.writable()?;
-                self.commit(FileKey { dir: dest_cluster, name: existing.short_name().raw_bytes() })?;
+                let existing_key = FileKey { dir: dest_cluster, name: existing.short_name().raw_bytes() };
+                self.commit(existing_key)?;
                 let existing = dest.find(to_name).map_err(|e| self.err(e))?.ok_or(Errno::ENOENT)?;
+                let existing_is_dir = existing.is_directory();
                 self.vol.delete(&existing).map_err(|e| self.err(e))?;
                 self.changed();
+                self.forget(&to, existing_key, existing_is_dir);
             }
         }
         self.writable()?;
@@ -919,7 +1000,13 @@ impl FatFs {
         let (dest, _) = self.dir(to_parent)?;
         let result = self.vol.rename(&entry, &dest, to_name);
         self.changed();
-        result.map(|_| ()).map_err(|e| self.err(e))
+        result.map_err(|e| self.err(e))?;
+        // Open handles follow the file, as on Linux; one the lookup cannot find is gone.
+        match self.find(&to)? {
+            Some(Node::Entry(_, new_key)) => self.follow(&from, &to, key, new_key, entry.is_directory()),
+            _ => self.forget(&from, key, entry.is_directory()),
+        }
+        Ok(())
     }
 }
 

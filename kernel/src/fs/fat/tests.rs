@@ -458,7 +458,7 @@ fn failures_part_way_leave_the_volume_clean() {
     let h = fs.open(b"gone", false, O_WRONLY | O_CREAT).unwrap();
     fs.write(h, &filled(6, 0, 70_000)).unwrap();
     fs.remove(b"gone", false).unwrap();
-    assert_eq!(fs.write(h, b"more"), Err(Errno::ENOENT));
+    assert_eq!(fs.write(h, b"more"), Err(Errno::ESTALE));
     let _ = fs.close(h);
     let h = fs.open(b"moving", false, O_WRONLY | O_CREAT).unwrap();
     fs.write(h, &filled(6, 0, 70_000)).unwrap();
@@ -478,6 +478,64 @@ fn failures_part_way_leave_the_volume_clean() {
     while fs.write(h, &[9; 65536]).is_ok() {}
     fs.close(h).unwrap();
     assert_eq!(fs.mkdir(b"d"), Err(Errno::ENOSPC));
+    check(&mut fs).unwrap();
+}
+
+#[test]
+fn handles_follow_their_file_and_never_touch_what_takes_its_name() {
+    let (mut fs, _) = mount(image(4 * MIB), false);
+    // Replacing a file by a rename while a reader and an appender are open on it.
+    put(&mut fs, "config.txt", b"old config v1\n");
+    let reader = fs.open(b"config.txt", false, O_RDONLY).unwrap();
+    let appender = fs.open(b"CONFIG.TXT", false, O_WRONLY | O_APPEND).unwrap();
+    put(&mut fs, "config.tmp", b"NEW CONFIG v2\n");
+    fs.rename(b"config.tmp", b"config.txt", false).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(fs.read(reader, &mut buf), Err(Errno::ESTALE));
+    assert_eq!(fs.write(appender, b"appended by the old handle\n"), Err(Errno::ESTALE));
+    assert_eq!(fs.fstat(appender).map(|s| s.size), Err(Errno::ESTALE));
+    assert_eq!(fs.set_len(appender, 1), Err(Errno::ESTALE));
+    fs.close(reader).unwrap();
+    fs.close(appender).unwrap();
+    assert_eq!(get(&mut fs, "config.txt").unwrap(), b"NEW CONFIG v2\n");
+    // Removed, then made again under the same name.
+    put(&mut fs, "log.txt", b"0123456789");
+    let old = fs.open(b"log.txt", false, O_WRONLY).unwrap();
+    fs.seek(old, 2, Whence::Start).unwrap();
+    fs.remove(b"log.txt", false).unwrap();
+    put(&mut fs, "log.txt", b"fresh file");
+    assert_eq!(fs.write(old, b"XX"), Err(Errno::ESTALE));
+    assert_eq!(fs.set_len(old, 1), Err(Errno::ESTALE));
+    fs.close(old).unwrap();
+    assert_eq!(get(&mut fs, "log.txt").unwrap(), b"fresh file");
+    // A handle on a renamed file goes on writing the renamed file, not the new one.
+    put(&mut fs, "data.bin", b"AAAA");
+    let h = fs.open(b"data.bin", false, O_RDWR).unwrap();
+    fs.rename(b"data.bin", b"data.old", false).unwrap();
+    put(&mut fs, "data.bin", b"BBBB");
+    assert_eq!(fs.write(h, b"cc"), Ok(2));
+    assert_eq!(fs.fstat(h).unwrap().size, 4);
+    fs.close(h).unwrap();
+    assert_eq!(get(&mut fs, "data.old").unwrap(), b"ccAA");
+    assert_eq!(get(&mut fs, "data.bin").unwrap(), b"BBBB");
+    // A file being streamed moves with its renamed directory.
+    fs.mkdir(b"proj").unwrap();
+    let h = fs.open(b"proj/notes.txt", false, O_WRONLY | O_CREAT).unwrap();
+    fs.write(h, &filled(7, 0, 20_000)).unwrap();
+    fs.rename(b"proj", b"proj.bak", true).unwrap();
+    fs.mkdir(b"proj").unwrap();
+    put(&mut fs, "proj/notes.txt", b"new notes");
+    assert_eq!(fs.write(h, &filled(7, 20_000, 5_000)), Ok(5_000));
+    fs.close(h).unwrap();
+    assert_eq!(get(&mut fs, "proj/notes.txt").unwrap(), b"new notes");
+    assert!(get(&mut fs, "proj.bak/notes.txt").unwrap() == filled(7, 0, 25_000));
+    // Replaced by a rename of a directory over it: an emptied directory's handle is gone.
+    fs.mkdir(b"empty").unwrap();
+    let d = fs.open(b"empty", true, O_RDONLY).unwrap();
+    fs.remove(b"empty", true).unwrap();
+    fs.mkdir(b"empty").unwrap();
+    assert_eq!(fs.fstat(d).map(|s| s.size), Err(Errno::ESTALE));
+    fs.close(d).unwrap();
     check(&mut fs).unwrap();
 }
 
