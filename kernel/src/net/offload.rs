@@ -151,6 +151,10 @@ fn put16(frame: &mut [u8], at: usize, v: u16) {
 /// with `offload` (for IPv4; IPv6 is always computed here), writes the pseudo-header sum and
 /// returns true (send it `NETTXF_csum_blank | NETTXF_data_validated`); otherwise computes
 /// the whole checksum and returns false. Other frames are left alone.
+///
+/// FIXME: no IPv6 offload (`feature-ipv6-csum-offload`, `feature-gso-tcpv6`): IPv6 checksums
+/// are computed here and IPv6 segments go one a frame; both keys and a TCP/IPv6 case in the
+/// coalescer would retire this.
 pub fn tx_checksum(frame: &mut [u8], offload: bool) -> bool {
     let Parsed::Checkable(l4) = parse(frame) else { return false };
     if offload && !l4.v6 {
@@ -397,28 +401,25 @@ mod tests {
         f
     }
 
-    /// Sums by the RFC 1071 definition, one 16-bit word at a time, for comparison.
-    fn reference_tcp_checksum(f: &[u8]) -> u16 {
-        let tcp_len = f.len() - ETH - 20;
-        let mut words: Vec<u32> = Vec::new();
-        for i in (ETH + 12..ETH + 20).step_by(2) {
-            words.push(u16::from_be_bytes([f[i], f[i + 1]]) as u32);
-        }
-        words.push(6);
-        words.push(tcp_len as u32);
+    /// The checksum of an IPv4 frame's TCP (`proto` 6, field at 16) or UDP (17, field at 6)
+    /// segment by the RFC 1071 definition, one 16-bit word at a time, for comparison.
+    fn reference_checksum(f: &[u8], proto: u32, field: usize) -> u16 {
         let seg = &f[ETH + 20..];
-        for i in (0..seg.len()).step_by(2) {
-            let hi = seg[i];
-            let lo = if i + 1 < seg.len() { seg[i + 1] } else { 0 };
-            if i != 16 {
-                words.push(u16::from_be_bytes([hi, lo]) as u32);
-            }
+        let mut s: u32 = proto + seg.len() as u32;
+        for i in (ETH + 12..ETH + 20).step_by(2) {
+            s += u16::from_be_bytes([f[i], f[i + 1]]) as u32;
         }
-        let mut s: u32 = words.iter().sum();
+        for i in (0..seg.len()).step_by(2).filter(|&i| i != field) {
+            s += u16::from_be_bytes([seg[i], *seg.get(i + 1).unwrap_or(&0)]) as u32;
+        }
         while s > 0xffff {
             s = (s & 0xffff) + (s >> 16);
         }
         !(s as u16)
+    }
+
+    fn reference_tcp_checksum(f: &[u8]) -> u16 {
+        reference_checksum(f, 6, 16)
     }
 
     #[test]
@@ -442,7 +443,7 @@ mod tests {
     fn a_known_udp_checksum_is_computed_and_verified() {
         let mut f = udp_frame();
         assert!(!tx_checksum(&mut f, false));
-        let want = reference_udp(&f);
+        let want = reference_checksum(&f, 17, 6);
         assert_eq!(be16(&f, ETH + 26), Some(want));
         assert_eq!(rx_checksum(&mut f, false, false), RxChecksum::Good);
         f[ETH + 28] ^= 1;
@@ -450,24 +451,6 @@ mod tests {
         // No checksum at all is allowed for UDP over IPv4.
         put16(&mut f, ETH + 26, 0);
         assert_eq!(rx_checksum(&mut f, false, false), RxChecksum::Good);
-    }
-
-    fn reference_udp(f: &[u8]) -> u16 {
-        let mut s: u32 = 0;
-        for i in (ETH + 12..ETH + 20).step_by(2) {
-            s += u16::from_be_bytes([f[i], f[i + 1]]) as u32;
-        }
-        s += 17 + 13;
-        let seg = &f[ETH + 20..];
-        for i in (0..seg.len()).step_by(2) {
-            if i != 6 {
-                s += u16::from_be_bytes([seg[i], *seg.get(i + 1).unwrap_or(&0)]) as u32;
-            }
-        }
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
     }
 
     #[test]
