@@ -420,7 +420,6 @@ impl Netfront {
                     Err(e) => return Err(self.fail(e)),
                 };
                 if let Some(id) = step.repost {
-                    debug!("netfront: vif {}: rx buffer {id} back without data", self.index);
                     self.post_rx(id);
                 }
                 if let Some(packet) = step.packet {
@@ -636,9 +635,11 @@ impl Netfront {
             }
         }
         let needed = p.count as u32 + u32::from(gso.is_some());
-        if self.tx.free_requests() < needed {
-            // The ring holds every buffer's request and an extra-info slot each (MAX_TX_BUFFERS).
-            error!("netfront: vif {}: tx ring full; packet of {} bytes dropped", self.index, p.len);
+        // The ring holds every buffer's request and an extra-info slot each (MAX_TX_BUFFERS),
+        // and `append` never runs out of buffers (`stack_can_send`); neither is expected.
+        let short = p.co.is_some_and(|co| co.len() != p.len);
+        if self.tx.free_requests() < needed || short {
+            error!("netfront: vif {}: no room for a packet of {} bytes; dropped", self.index, p.len);
             for &id in &p.pages[..p.count] {
                 let _ = self.tx_ids.complete(id);
             }

@@ -229,8 +229,8 @@ fn tcp_segment(frame: &[u8]) -> Option<TcpSeg> {
         return None;
     }
     let seq = u32::from_be_bytes(frame.get(l4.at + 4..l4.at + 8)?.try_into().ok()?);
-    // Bytes after the IP packet's end (Ethernet padding) are no payload.
-    if l4.at + l4.len > frame.len() {
+    // Bytes after the IP packet's end (Ethernet padding) would be appended as payload.
+    if l4.at + l4.len != frame.len() {
         return None;
     }
     Some(TcpSeg { header: l4.at + doff, payload: l4.len - doff, seq, flags })
@@ -574,6 +574,11 @@ mod tests {
         assert_eq!(co.join(&tcp_frame(next + 10, TCP_FLAG_ACK, &payload(MSS, 2))), Join::No);
         let mut small = Coalescer::start(&a, 54 + 2 * MSS - 1).unwrap();
         assert_eq!(small.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2))), Join::No);
+        // Bytes after the IP packet (padding) neither join nor start one.
+        let mut padded = tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2));
+        padded.push(0);
+        assert_eq!(start().join(&padded), Join::No);
+        assert!(Coalescer::start(&padded, 65535).is_none());
         // What cannot start a packet.
         assert!(Coalescer::start(&tcp_frame(1, TCP_FLAG_ACK | TCP_FLAG_PSH, b"x"), 65535).is_none());
         assert!(Coalescer::start(&tcp_frame(1, TCP_FLAG_ACK, b""), 65535).is_none());
