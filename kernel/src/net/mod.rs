@@ -5,6 +5,8 @@
 
 #[cfg(target_os = "none")]
 pub mod netfront;
+pub mod offload;
 pub mod ring;
+pub mod rx_packet;
 #[cfg(target_os = "none")]
 pub mod stack;

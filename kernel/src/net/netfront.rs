@@ -11,6 +11,14 @@
 //!
 //! The driver is run by the program's calls: `recv` and `send` take the responses that have
 //! come, and sleep on the event channel's count when they must wait, so no event is lost.
+//!
+//! A device the kernel's IP stack drives negotiates offloads (`docs/net.md`, "Offloads"):
+//! checksum offload both ways, and, when the backend offers `feature-sg` and
+//! `feature-gso-tcpv4`, GSO both ways: consecutive TCP segments of one flow queued in one poll
+//! go out as one packet over several slots ([`crate::net::offload::Coalescer`]), and the
+//! backend's large packets come in over several slots ([`crate::net::rx_packet`]). A device
+//! the program drives with raw frames gets none of that: frames of at most [`MAX_FRAME`]
+//! bytes, checksums as the program wrote them.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -18,25 +26,40 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
-use crate::net::ring::{self, FrontRing, Outstanding, RX_SLOT_WORDS, RingError, RxDone, TX_SLOT_WORDS, TxDone};
+use crate::net::offload::{self, Coalescer, Join, RxChecksum};
+use crate::net::ring::{self, FrontRing, Outstanding, RX_SLOT_WORDS, RingError, TX_SLOT_WORDS, TxDone};
+use crate::net::rx_packet::{RxAssembler, RxPacket};
 use crate::sync::Mutex;
 use crate::xen::abi::errno;
-use crate::xen::abi::netif::{NetifRxRequest, NetifTxRequest};
+use crate::xen::abi::netif::*;
 use crate::xen::evtchn::{self, Owner};
 use crate::xen::xenbus::{self, XenbusState};
 use crate::xen::{grant, xenstore};
 
-/// Rx buffer pages posted to the backend (128 KiB).
-///
-/// FIXME: 32 frames in flight is enough for a demo, not for line rate; a larger set (up to the
-/// ring's 256) costs 4 KiB a buffer, which small guests (2 MiB) cannot spare. A size chosen at
-/// open would retire this.
-const RX_BUFFERS: u16 = 32;
-/// Tx buffer pages (64 KiB): frames are copied into one and granted read-only.
-const TX_BUFFERS: u16 = 16;
-/// The largest frame sent or received: 1,500 bytes of payload and the 14-byte Ethernet header
-/// (no `feature-sg`, so no frame spans pages; the backend's MTU is 1,500).
+/// The fewest rx buffer pages posted to the backend (128 KiB), for the smallest guests: enough
+/// for one GSO packet (17 slots) and some frames.
+const MIN_RX_BUFFERS: u16 = 32;
+/// The most rx buffer pages (1 MiB): the ring's size.
+const MAX_RX_BUFFERS: u16 = 256;
+/// The fewest tx buffer pages (64 KiB): frames are copied into them and granted read-only.
+const MIN_TX_BUFFERS: u16 = 16;
+/// The most tx buffer pages (512 KiB): with one extra-info slot a packet at most, the ring's
+/// 256 slots then hold every request in flight.
+const MAX_TX_BUFFERS: u16 = 128;
+/// A guest's frames per buffer page of each kind: a 2 MiB guest (512 frames) keeps the
+/// minimums, one of 32 MiB or more the maximums (`docs/net.md`).
+const FRAMES_PER_RX_BUFFER: usize = 32;
+const FRAMES_PER_TX_BUFFER: usize = 64;
+/// The largest frame the program sends or receives raw: 1,500 bytes of payload and the
+/// 14-byte Ethernet header (the backend's MTU is 1,500); the stack's frames are no longer,
+/// but the packets the backend sends it with GSO are (`rx_packet::MAX_RX_PACKET`).
 pub const MAX_FRAME: usize = 1514;
+/// Free tx buffers the stack's next frame needs: two, as a frame appended to a coalesced
+/// packet may straddle a page.
+const TX_FREE_NEEDED: u32 = 2;
+/// The most data slots of a tx packet: one under netif.h's `XEN_NETIF_NR_SLOTS_MIN`, which
+/// every backend takes.
+const MAX_TX_SLOTS: usize = XEN_NETIF_NR_SLOTS_MIN - 1;
 /// The most vifs a program may open (`device/vif/0` to `7`).
 const MAX_DEVICES: usize = 8;
 /// How long the handshake and the teardown may take.
@@ -130,6 +153,39 @@ impl Drop for Port {
     }
 }
 
+/// What the two ends agreed on (`netif.h`, "Feature and Optional Protocol Support").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Offloads {
+    /// Frames may go out with their checksum blank (the backend has no
+    /// `feature-no-csum-offload`), and rx frames may come blank (this frontend did not write
+    /// it either).
+    csum: bool,
+    /// Tx packets may span several slots and be GSO packets (`feature-sg` and
+    /// `feature-gso-tcpv4` of the backend, and checksum offload).
+    tx_gso: bool,
+    /// This frontend wrote `feature-sg` and `feature-gso-tcpv4`: rx packets may span slots.
+    rx_gso: bool,
+}
+
+/// The tx packet being built from the stack's frames in one poll: its pages (ids, in order),
+/// its length, and the coalescer when more segments may join it.
+struct TxPending {
+    pages: [u16; MAX_TX_SLOTS],
+    count: usize,
+    len: usize,
+    co: Option<Coalescer>,
+}
+
+/// Counts kept for the log.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    /// Rx frames dropped because a checksum failed or could not be checked.
+    rx_bad_csum: u64,
+    /// Tx packets sent that were coalesced from several segments, and their segments.
+    tx_gso_packets: u64,
+    tx_gso_segments: u64,
+}
+
 /// One open vif.
 pub struct Netfront {
     index: u32,
@@ -142,8 +198,16 @@ pub struct Netfront {
     rx: FrontRing<'static>,
     tx_ids: Outstanding,
     rx_ids: Outstanding,
-    /// Rx buffers the backend filled, in arrival order: (id, offset, length).
-    filled: VecDeque<(u16, u16, u16)>,
+    /// The id of the rx buffer posted at each ring index (an extra-info slot returns it).
+    rx_posted: [u16; ring::RX_RING_SIZE as usize],
+    rx_asm: RxAssembler,
+    /// Rx packets the backend filled, in arrival order.
+    filled: VecDeque<RxPacket>,
+    /// Extra-info slots sent whose `NETIF_RSP_NULL` has not come.
+    tx_extras: u32,
+    tx_pending: Option<TxPending>,
+    offloads: Offloads,
+    counters: Counters,
     broken: bool,
     /// Driven by the kernel's TCP/IP stack (`net::stack`), not by the program's raw calls.
     stack: bool,
@@ -181,8 +245,9 @@ fn write_key(dir: &[u8], key: &str, value: &[u8], deadline: u64) -> Result<(), N
 }
 
 impl Netfront {
-    /// Reads the device's keys, grants its pages and posts the rx buffers.
-    fn new(index: u32, deadline: u64) -> Result<Netfront, NetError> {
+    /// Reads the device's keys, grants its pages and posts the rx buffers; `stack` says the
+    /// kernel's IP stack drives it (and it negotiates offloads).
+    fn new(index: u32, stack: bool, deadline: u64) -> Result<Netfront, NetError> {
         if !xenstore::available() {
             return Err(NetError::NoDevice);
         }
@@ -203,8 +268,9 @@ impl Netfront {
         ring::init_shared(rx_page.words());
         let tx = FrontRing::new(tx_page.words(), TX_SLOT_WORDS).ok_or(NetError::NoMemory)?;
         let rx = FrontRing::new(rx_page.words(), RX_SLOT_WORDS).ok_or(NetError::NoMemory)?;
-        let tx_bufs = (0..TX_BUFFERS).map(|_| GrantedPage::new(backend_id, true)).collect::<Result<Vec<_>, _>>()?;
-        let rx_bufs = (0..RX_BUFFERS).map(|_| GrantedPage::new(backend_id, false)).collect::<Result<Vec<_>, _>>()?;
+        let (tx_count, rx_count) = buffer_counts(crate::mm::frame_counts().0);
+        let tx_bufs = (0..tx_count).map(|_| GrantedPage::new(backend_id, true)).collect::<Result<Vec<_>, _>>()?;
+        let rx_bufs = (0..rx_count).map(|_| GrantedPage::new(backend_id, false)).collect::<Result<Vec<_>, _>>()?;
         let port = Port(evtchn::alloc_unbound(backend_id, Owner::Kernel).map_err(NetError::Xen)?);
         let mut dev = Netfront {
             index,
@@ -214,21 +280,45 @@ impl Netfront {
             mac,
             tx,
             rx,
-            tx_ids: Outstanding::new(TX_BUFFERS),
-            rx_ids: Outstanding::new(RX_BUFFERS),
-            filled: VecDeque::with_capacity(RX_BUFFERS as usize),
+            tx_ids: Outstanding::new(tx_count),
+            rx_ids: Outstanding::new(rx_count),
+            rx_posted: [0; ring::RX_RING_SIZE as usize],
+            rx_asm: RxAssembler::new(stack),
+            filled: VecDeque::with_capacity(rx_count as usize),
+            tx_extras: 0,
+            tx_pending: None,
+            offloads: Offloads { rx_gso: stack, ..Offloads::default() },
+            counters: Counters::default(),
             broken: false,
-            stack: false,
+            stack,
             port,
             _tx_page: tx_page,
             _rx_page: rx_page,
             tx_bufs,
             rx_bufs,
         };
-        for id in 0..RX_BUFFERS {
+        for id in 0..rx_count {
             dev.post_rx(id);
         }
         Ok(dev)
+    }
+
+    /// Reads the backend's feature keys (present once it is in InitWait); a missing key is 0.
+    fn read_backend_features(&mut self, deadline: u64) {
+        let flag = |key: &'static str| matches!(read_key(&self.backend, key, deadline).as_deref(), Ok(b"1"));
+        if !self.stack {
+            return;
+        }
+        let csum = !flag("feature-no-csum-offload");
+        let tx_gso = csum && flag("feature-sg") && flag("feature-gso-tcpv4");
+        self.offloads.csum = csum;
+        self.offloads.tx_gso = tx_gso;
+        if !csum {
+            warn!("netfront: vif {}: the backend takes no blank checksums; computed here", self.index);
+        }
+        if !tx_gso {
+            warn!("netfront: vif {}: the backend offers no feature-sg + feature-gso-tcpv4; no tx GSO", self.index);
+        }
     }
 
     /// Publishes the rings and the event channel and connects (`netif.h`, "Frontend
@@ -253,10 +343,20 @@ impl Netfront {
         // netif.h: "feature-rx-notify": the frontend notifies the backend of new rx requests
         // (netback refuses a frontend without it).
         write_key(&path, "feature-rx-notify", b"1", deadline)?;
-        // netif.h: "feature-no-csum-offload": the frontend cannot take frames whose
-        // checksums are left blank (NETRXF_csum_blank), so netback fills them in; the IP
-        // stack checks every checksum.
-        write_key(&path, "feature-no-csum-offload", b"1", deadline)?;
+        self.read_backend_features(deadline);
+        if self.stack {
+            // netif.h: "feature-sg": the frontend takes packets over several rx slots;
+            // "feature-gso-tcpv4": it takes TCP/IPv4 GSO packets (with an extra-info slot).
+            // Rx checksum offload is the default: frames may come NETRXF_csum_blank, and
+            // `offload::rx_checksum` completes them.
+            write_key(&path, "feature-sg", b"1", deadline)?;
+            write_key(&path, "feature-gso-tcpv4", b"1", deadline)?;
+        } else {
+            // netif.h: "feature-no-csum-offload": the frontend cannot take frames whose
+            // checksums are left blank (NETRXF_csum_blank), so netback fills them in: the
+            // program sees frames as they would be on a wire.
+            write_key(&path, "feature-no-csum-offload", b"1", deadline)?;
+        }
         xenbus::switch_state(&path, XenbusState::Initialised, deadline).map_err(NetError::Xen)?;
         // Linux's netback connects when the frontend says Connected, not at Initialised
         // (its `frontend_changed`), so the frontend says so now and then waits.
@@ -294,6 +394,8 @@ impl Netfront {
     /// Hands rx buffer `id` to the backend again.
     fn post_rx(&mut self, id: u16) {
         let gref = self.rx_bufs[id as usize].gref;
+        let at = self.rx.next_request() as usize % self.rx_posted.len();
+        self.rx_posted[at] = id;
         // The buffer is not outstanding (it was completed), so the insert and the ring slot
         // (outstanding ids bound the ring's use) cannot fail.
         if !self.rx_ids.insert(id) || !self.rx.put_request(&ring::rx_request(NetifRxRequest { id, pad: 0, gref })) {
@@ -309,15 +411,19 @@ impl Netfront {
     fn poll_rx(&mut self) -> Result<bool, NetError> {
         let mut any = false;
         loop {
-            while let Some(words) = self.rx.take_response().map_err(|e| self.fail(e))? {
+            loop {
+                let at = self.rx.next_response() as usize % self.rx_posted.len();
+                let Some(words) = self.rx.take_response().map_err(|e| self.fail(e))? else { break };
                 any = true;
-                match ring::check_rx(ring::rx_response(&words), &mut self.rx_ids) {
-                    Ok(RxDone::Frame { id, offset, len }) => self.filled.push_back((id, offset, len)),
-                    Ok(RxDone::Empty { id, status }) => {
-                        debug!("netfront: vif {}: rx buffer {id} back empty (status {status})", self.index);
-                        self.post_rx(id);
-                    }
+                let step = match self.rx_asm.take(&words, self.rx_posted[at], &mut self.rx_ids) {
+                    Ok(step) => step,
                     Err(e) => return Err(self.fail(e)),
+                };
+                if let Some(id) = step.repost {
+                    self.post_rx(id);
+                }
+                if let Some(packet) = step.packet {
+                    self.filled.push_back(packet);
                 }
             }
             if !self.rx.final_check().map_err(|e| self.fail(e))? {
@@ -326,20 +432,28 @@ impl Netfront {
         }
     }
 
-    /// Copies the next received frame into `buf` (cut to its length); returns the bytes
-    /// copied, or `None` when no frame has come.
+    /// Copies the next received packet into `buf` (cut to its length); returns the bytes
+    /// copied, or `None` when no packet has come. The stack's packets have their checksums
+    /// judged (`offload::rx_checksum`): one that fails is dropped and counted.
     fn take_frame(&mut self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         self.usable()?;
         loop {
-            if let Some((id, offset, len)) = self.filled.pop_front() {
-                let n = buf.len().min(len as usize);
-                let page = self.rx_bufs[id as usize].ptr;
-                // SAFETY: `check_rx` bounded `offset + len` by the page, which is mapped and
-                // ours; the backend finished copying before it published the response (the
-                // ring's acquire), and a hostile one rewriting it now only changes the bytes.
-                unsafe { core::ptr::copy_nonoverlapping(page.add(offset as usize), buf.as_mut_ptr(), n) };
-                self.post_rx(id);
-                return Ok(Some(n));
+            if let Some(packet) = self.filled.pop_front() {
+                let n = self.copy_out(&packet, buf);
+                if !self.stack || n < packet.len {
+                    return Ok(Some(n));
+                }
+                let validated = packet.flags & NETRXF_DATA_VALIDATED != 0;
+                let blank = packet.flags & NETRXF_CSUM_BLANK != 0;
+                if offload::rx_checksum(&mut buf[..n], validated, blank) == RxChecksum::Good {
+                    return Ok(Some(n));
+                }
+                self.counters.rx_bad_csum += 1;
+                debug!(
+                    "netfront: vif {}: rx frame of {n} bytes with a bad checksum dropped ({} so far)",
+                    self.index, self.counters.rx_bad_csum
+                );
+                continue;
             }
             if !self.poll_rx()? {
                 return Ok(None);
@@ -347,21 +461,45 @@ impl Netfront {
         }
     }
 
+    /// Copies `packet`'s slots one after another into `buf` (as much as fits) and posts their
+    /// buffers again; returns the bytes copied.
+    fn copy_out(&mut self, packet: &RxPacket, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        for slot in packet.slots() {
+            let take = (buf.len() - n).min(slot.len as usize);
+            let page = self.rx_bufs[slot.id as usize].ptr;
+            // SAFETY: `check_rx` bounded `offset + len` by the page, which is mapped and ours;
+            // the backend finished copying before it published the response (the ring's
+            // acquire), and a hostile one rewriting it now only changes the bytes. `take`
+            // fits `buf` after `n`.
+            unsafe { core::ptr::copy_nonoverlapping(page.add(slot.offset as usize), buf.as_mut_ptr().add(n), take) };
+            n += take;
+            self.post_rx(slot.id);
+        }
+        n
+    }
+
+    /// Tx buffers not in flight (nor in the pending packet).
+    fn tx_free(&self) -> u32 {
+        self.tx_bufs.len() as u32 - self.tx_ids.count()
+    }
+
     /// Takes every tx completion that has come.
     ///
-    /// An event for the next completion is asked for only while every buffer is in flight,
-    /// since only then does a sender wait for one; otherwise completions are taken on the next
-    /// send, and the backend's completions during a bulk send raise no upcall each.
+    /// An event for the next completion is asked for only while fewer than [`TX_FREE_NEEDED`]
+    /// buffers are free, since only then does a sender wait for one; otherwise completions are
+    /// taken on the next send, and the backend's completions during a bulk send raise no
+    /// upcall each.
     fn reap_tx(&mut self) -> Result<(), NetError> {
         loop {
             while let Some(words) = self.tx.take_response().map_err(|e| self.fail(e))? {
-                match ring::check_tx(ring::tx_response(&words), &mut self.tx_ids) {
-                    Ok(TxDone::Sent(_)) => {}
+                match ring::check_tx(ring::tx_response(&words), &mut self.tx_ids, &mut self.tx_extras) {
+                    Ok(TxDone::Sent(_) | TxDone::Null) => {}
                     Ok(TxDone::Failed(id)) => debug!("netfront: vif {}: the backend dropped tx {id}", self.index),
                     Err(e) => return Err(self.fail(e)),
                 }
             }
-            if self.tx_ids.count() < TX_BUFFERS as u32 {
+            if self.tx_free() >= TX_FREE_NEEDED {
                 return Ok(());
             }
             if !self.tx.final_check().map_err(|e| self.fail(e))? {
@@ -370,25 +508,181 @@ impl Netfront {
         }
     }
 
-    /// Queues `frame` for the backend; `None` when every tx buffer is in flight.
+    /// Queues the program's raw `frame` for the backend, as it is; `None` when every tx
+    /// buffer is in flight.
     fn try_send(&mut self, frame: &[u8]) -> Result<Option<usize>, NetError> {
         self.usable()?;
         self.reap_tx()?;
         let Some(id) = self.tx_ids.take() else { return Ok(None) };
-        let page = &self.tx_bufs[id as usize];
-        // SAFETY: the page is mapped and ours, and `frame` (at most MAX_FRAME bytes) fits; the
-        // backend only reads it (a read-only grant) and not before the request is pushed.
-        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), page.ptr, frame.len()) };
-        let req = NetifTxRequest { gref: page.gref, offset: 0, flags: 0, id, size: frame.len() as u16 };
+        self.write_page(id, 0, frame);
+        let req = NetifTxRequest { gref: self.tx_bufs[id as usize].gref, offset: 0, flags: 0, id, size: frame.len() as u16 };
         if !self.tx.put_request(&ring::tx_request(req)) {
             let _ = self.tx_ids.complete(id);
             return Ok(None);
         }
+        self.push_tx();
+        Ok(Some(frame.len()))
+    }
+
+    fn push_tx(&mut self) {
         if self.tx.push() {
             let _ = evtchn::notify(self.port.0);
         }
+    }
+
+    /// Copies `bytes` into tx buffer `id`'s page at `at` (`at + bytes.len()` at most a page).
+    fn write_page(&mut self, id: u16, at: usize, bytes: &[u8]) {
+        let page = &self.tx_bufs[id as usize];
+        let n = bytes.len().min(ring::PAGE_SIZE.saturating_sub(at));
+        // SAFETY: the page is mapped and ours and `at + n` lies in it; the backend only reads
+        // it (a read-only grant), and not before the request that names it is pushed.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), page.ptr.add(at), n) };
+    }
+
+    /// The largest coalesced packet: 64 KiB, the slots a backend takes, and half the tx
+    /// buffers (so that two packets can be in flight).
+    fn tx_limit(&self) -> usize {
+        let pages = (self.tx_bufs.len() / 2).min(MAX_TX_SLOTS);
+        XEN_NETIF_MAX_TX_SIZE.min(pages * ring::PAGE_SIZE)
+    }
+
+    /// Whether the stack's next frame can be taken: two free tx buffers (a frame appended to
+    /// the pending packet may straddle a page). A pending packet is sent first if it holds
+    /// the buffers the frame would need.
+    fn stack_can_send(&mut self) -> Result<bool, NetError> {
+        self.usable()?;
+        self.reap_tx()?;
+        if self.tx_free() < TX_FREE_NEEDED && self.tx_pending.is_some() {
+            self.flush_tx();
+            self.reap_tx()?;
+        }
+        Ok(self.tx_free() >= TX_FREE_NEEDED)
+    }
+
+    /// Takes the stack's `frame`: appended to the pending packet if it continues it, else the
+    /// pending packet is sent and the frame starts the next one (sent at once if it can never
+    /// be coalesced). `None` when no tx buffer is free.
+    fn stack_send(&mut self, frame: &[u8]) -> Result<Option<usize>, NetError> {
+        if !self.stack_can_send()? {
+            return Ok(None);
+        }
+        if let Some(mut p) = self.tx_pending.take() {
+            if let Some(Join::Append(from)) = p.co.as_mut().map(|co| co.join(frame)) {
+                self.append(&mut p, &frame[from..]);
+                self.tx_pending = Some(p);
+                return Ok(Some(frame.len()));
+            }
+            self.tx_pending = Some(p);
+            self.flush_tx();
+        }
+        let Some(id) = self.tx_ids.take() else { return Ok(None) };
+        let co = if self.offloads.tx_gso { Coalescer::start(frame, self.tx_limit()) } else { None };
+        let mut p = TxPending { pages: [id; MAX_TX_SLOTS], count: 1, len: 0, co };
+        self.append(&mut p, frame);
+        let alone = p.co.is_none();
+        self.tx_pending = Some(p);
+        if alone {
+            self.flush_tx();
+        }
         Ok(Some(frame.len()))
     }
+
+    /// Appends `bytes` to `p`, taking buffers as pages fill (the coalescer's limit keeps the
+    /// packet within `MAX_TX_SLOTS` pages, and `stack_can_send` left two buffers free).
+    fn append(&mut self, p: &mut TxPending, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let at = p.len % ring::PAGE_SIZE;
+            if p.len > 0 && at == 0 {
+                let Some(id) = self.tx_ids.take().filter(|_| p.count < MAX_TX_SLOTS) else {
+                    error!("netfront: vif {}: a coalesced packet outgrew its buffers", self.index);
+                    return;
+                };
+                p.pages[p.count] = id;
+                p.count += 1;
+            }
+            let n = bytes.len().min(ring::PAGE_SIZE - at);
+            self.write_page(p.pages[p.count - 1], at, &bytes[..n]);
+            p.len += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Sends the pending packet, if any: one slot for a lone frame (its checksum left blank
+    /// or computed), or a GSO packet: the first slot (its size the packet's), the GSO
+    /// extra-info slot, then a slot a page.
+    fn flush_tx(&mut self) {
+        let Some(p) = self.tx_pending.take() else { return };
+        let mut flags = 0;
+        let mut gso = None;
+        match p.co.filter(|co| co.segments() > 1) {
+            Some(co) => {
+                let mut header = [0u8; 128];
+                co.finish(&mut header);
+                self.write_page(p.pages[0], 0, &header[..co.header_len()]);
+                flags = NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED | NETTXF_EXTRA_INFO;
+                gso = Some(co.mss());
+                self.counters.tx_gso_packets += 1;
+                self.counters.tx_gso_segments += co.segments() as u64;
+            }
+            None => {
+                let page = &self.tx_bufs[p.pages[0] as usize];
+                // SAFETY: the page is mapped and ours, `p.len` (one frame) lies in it, and the
+                // backend reads it only after the request is pushed.
+                let frame = unsafe { core::slice::from_raw_parts_mut(page.ptr, p.len) };
+                if offload::tx_checksum(frame, self.offloads.csum) {
+                    flags = NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED;
+                }
+            }
+        }
+        let needed = p.count as u32 + u32::from(gso.is_some());
+        // The ring holds every buffer's request and an extra-info slot each (MAX_TX_BUFFERS),
+        // and `append` never runs out of buffers (`stack_can_send`); neither is expected.
+        let short = p.co.is_some_and(|co| co.len() != p.len);
+        if self.tx.free_requests() < needed || short {
+            error!("netfront: vif {}: no room for a packet of {} bytes; dropped", self.index, p.len);
+            for &id in &p.pages[..p.count] {
+                let _ = self.tx_ids.complete(id);
+            }
+            return;
+        }
+        self.put_packet(&p, flags, gso);
+        self.push_tx();
+    }
+
+    /// Queues `p`'s requests: the first slot with `flags` and the packet's size, the GSO
+    /// extra-info slot if `gso`, and the rest, `NETTXF_more_data` on all but the last.
+    fn put_packet(&mut self, p: &TxPending, flags: u16, gso: Option<u16>) {
+        for (i, &id) in p.pages[..p.count].iter().enumerate() {
+            let last = i + 1 == p.count;
+            let mut f = if last { 0 } else { NETTXF_MORE_DATA };
+            let size = if i == 0 {
+                f |= flags;
+                p.len
+            } else {
+                (p.len - i * ring::PAGE_SIZE).min(ring::PAGE_SIZE)
+            };
+            let req = NetifTxRequest { gref: self.tx_bufs[id as usize].gref, offset: 0, flags: f, id, size: size as u16 };
+            self.tx.put_request(&ring::tx_request(req));
+            if let (0, Some(mss)) = (i, gso) {
+                let info = NetifExtraInfo {
+                    kind: XEN_NETIF_EXTRA_TYPE_GSO,
+                    gso_size: mss,
+                    gso_type: XEN_NETIF_GSO_TYPE_TCPV4,
+                    ..NetifExtraInfo::default()
+                };
+                self.tx.put_request(&ring::extra_info_words(info));
+                self.tx_extras += 1;
+            }
+        }
+    }
+}
+
+/// Tx and rx buffer pages for a guest of `frames` 4 KiB frames (`FRAMES_PER_*_BUFFER`, within
+/// the minimums and maximums).
+fn buffer_counts(frames: usize) -> (u16, u16) {
+    let tx = (frames / FRAMES_PER_TX_BUFFER).clamp(MIN_TX_BUFFERS as usize, MAX_TX_BUFFERS as usize);
+    let rx = (frames / FRAMES_PER_RX_BUFFER).clamp(MIN_RX_BUFFERS as usize, MAX_RX_BUFFERS as usize);
+    (tx as u16, rx as u16)
 }
 
 /// The program's raw device `index` (one the stack drives is not the program's).
@@ -410,10 +704,9 @@ fn stack_slot(devices: &mut Vec<Option<Box<Netfront>>>, index: u32) -> Result<&m
 /// Opens `device/vif/INDEX` for the kernel's IP stack: the program's raw calls then see it
 /// as busy. Returns the MAC and the event channel port, whose events mean new responses.
 pub fn open_for_stack(index: u32) -> Result<([u8; 6], u32), NetError> {
-    let mac = open(index)?;
+    let mac = open_as(index, true)?;
     let mut devices = DEVICES.lock();
-    let dev = slot(&mut devices, index)?;
-    dev.stack = true;
+    let dev = stack_slot(&mut devices, index)?;
     Ok((mac, dev.port.0))
 }
 
@@ -423,22 +716,28 @@ pub fn stack_recv(index: u32, buf: &mut [u8]) -> Result<Option<usize>, NetError>
     stack_slot(&mut devices, index)?.take_frame(buf)
 }
 
-/// The stack's send: queues `frame`, or `None` when every tx buffer is in flight (never waits).
+/// The stack's send: takes `frame` (it may wait in a coalesced packet until
+/// [`stack_flush`]), or `None` when every tx buffer is in flight (never waits).
 pub fn stack_send(index: u32, frame: &[u8]) -> Result<Option<usize>, NetError> {
     if frame.is_empty() || frame.len() > MAX_FRAME {
         return Err(NetError::BadFrame);
     }
     let mut devices = DEVICES.lock();
-    stack_slot(&mut devices, index)?.try_send(frame)
+    stack_slot(&mut devices, index)?.stack_send(frame)
 }
 
-/// Whether a frame could be queued now (a tx buffer is free).
+/// Sends the packet the stack's frames of this poll were coalesced into.
+pub fn stack_flush(index: u32) {
+    let mut devices = DEVICES.lock();
+    if let Ok(dev) = stack_slot(&mut devices, index) {
+        dev.flush_tx();
+    }
+}
+
+/// Whether a frame could be taken now (tx buffers are free).
 pub fn stack_can_send(index: u32) -> bool {
     let mut devices = DEVICES.lock();
-    match stack_slot(&mut devices, index) {
-        Ok(dev) => dev.usable().is_ok() && dev.reap_tx().is_ok() && dev.tx_ids.count() < TX_BUFFERS as u32,
-        Err(_) => false,
-    }
+    stack_slot(&mut devices, index).is_ok_and(|dev| dev.stack_can_send().unwrap_or(false))
 }
 
 /// Opens and connects `device/vif/INDEX`; returns its MAC address.
@@ -446,6 +745,10 @@ pub fn stack_can_send(index: u32) -> bool {
 /// FIXME: the device table's lock is held through the handshake (up to 10 s), so other
 /// devices' calls wait meanwhile; a per-device lock would retire this.
 pub fn open(index: u32) -> Result<[u8; 6], NetError> {
+    open_as(index, false)
+}
+
+fn open_as(index: u32, stack: bool) -> Result<[u8; 6], NetError> {
     if index as usize >= MAX_DEVICES {
         return Err(NetError::NoDevice);
     }
@@ -457,7 +760,7 @@ pub fn open(index: u32) -> Result<[u8; 6], NetError> {
         return Err(NetError::Busy);
     }
     let deadline = deadline_in(HANDSHAKE_NS);
-    let mut dev = Box::new(Netfront::new(index, deadline)?);
+    let mut dev = Box::new(Netfront::new(index, stack, deadline)?);
     if let Err(e) = dev.connect(deadline) {
         error!("netfront: vif {index} did not connect: {e:?}");
         dev.disconnect(deadline_in(HANDSHAKE_NS));
@@ -465,8 +768,8 @@ pub fn open(index: u32) -> Result<[u8; 6], NetError> {
     }
     let m = dev.mac;
     info!(
-        "netfront: vif {index} connected: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, backend domain {}",
-        m[0], m[1], m[2], m[3], m[4], m[5], dev.backend_id
+        "netfront: vif {index} connected: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, backend domain {}, {} tx / {} rx buffers, {:?}",
+        m[0], m[1], m[2], m[3], m[4], m[5], dev.backend_id, dev.tx_bufs.len(), dev.rx_bufs.len(), dev.offloads
     );
     devices[index as usize] = Some(dev);
     Ok(m)

@@ -60,6 +60,17 @@ pub enum RingError {
     BadExtent { offset: u16, len: u16 },
     /// Flags of a feature this frontend did not ask for.
     BadFlags(u16),
+    /// An extra-info slot of a type (or GSO type) this frontend did not ask for, or a second
+    /// one of a type already given.
+    BadExtraInfo { kind: u8, gso_type: u8 },
+    /// A packet's continuation slot is an error instead of data.
+    BadContinuation(i16),
+    /// A slot says more follows, but no rx buffer is left posted to hold it.
+    MoreDataOnLastSlot,
+    /// A packet of more slots than a packet may have.
+    TooManySlots,
+    /// A packet longer than a packet may be.
+    TooLong(usize),
 }
 
 /// Writes the header of a fresh shared ring (`SHARED_RING_INIT`): indexes 0, event indexes 1.
@@ -145,6 +156,16 @@ impl<'a> FrontRing<'a> {
             return Err(RingError::ProducerOverrun { rsp_prod, rsp_cons: self.rsp_cons, req_prod: self.req_prod_pvt });
         }
         Ok(ready)
+    }
+
+    /// The ring index of the next request [`Self::put_request`] queues.
+    pub fn next_request(&self) -> u32 {
+        self.req_prod_pvt
+    }
+
+    /// The ring index of the next response [`Self::take_response`] copies out.
+    pub fn next_response(&self) -> u32 {
+        self.rsp_cons
     }
 
     /// Copies out the next response's slot, if the backend produced one: the slot's words
@@ -271,20 +292,48 @@ pub fn rx_response(words: &[u32]) -> NetifRxResponse {
     NetifRxResponse { id: w0 as u16, offset: (w0 >> 16) as u16, flags: w1 as u16, status: (w1 >> 16) as u16 as i16 }
 }
 
+/// An extra-info slot as ring words (a tx slot's first two words; the third is unused).
+pub fn extra_info_words(info: NetifExtraInfo) -> [u32; TX_SLOT_WORDS] {
+    let w0 = info.kind as u32 | (info.flags as u32) << 8 | (info.gso_size as u32) << 16;
+    let w1 = info.gso_type as u32 | (info.gso_pad as u32) << 8 | (info.gso_features as u32) << 16;
+    [w0, w1, 0]
+}
+
+/// Reads an extra-info slot from its words.
+pub fn extra_info(words: &[u32]) -> NetifExtraInfo {
+    let w0 = words.first().copied().unwrap_or(0);
+    let w1 = words.get(1).copied().unwrap_or(0);
+    NetifExtraInfo {
+        kind: w0 as u8,
+        flags: (w0 >> 8) as u8,
+        gso_size: (w0 >> 16) as u16,
+        gso_type: w1 as u8,
+        gso_pad: (w1 >> 8) as u8,
+        gso_features: (w1 >> 16) as u16,
+    }
+}
+
 /// How a tx request ended, from a valid response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxDone {
     Sent(u16),
     /// The backend dropped the frame or failed to send it (not a protocol error).
     Failed(u16),
+    /// The response to an extra-info slot (it carries no id).
+    Null,
 }
 
 /// Judges a tx response against the outstanding ids; a valid one completes its id.
-pub fn check_tx(rsp: NetifTxResponse, outstanding: &mut Outstanding) -> Result<TxDone, RingError> {
-    // This frontend sends no extra-info slots, so `NETIF_RSP_NULL` is not expected.
+/// `extras` counts the extra-info slots sent whose `NETIF_RSP_NULL` has not come: only that
+/// many such responses are taken.
+pub fn check_tx(rsp: NetifTxResponse, outstanding: &mut Outstanding, extras: &mut u32) -> Result<TxDone, RingError> {
     let failed = match rsp.status {
         NETIF_RSP_OKAY => false,
         NETIF_RSP_ERROR | NETIF_RSP_DROPPED => true,
+        NETIF_RSP_NULL if *extras > 0 => {
+            *extras -= 1;
+            return Ok(TxDone::Null);
+        }
         other => return Err(RingError::BadStatus(other)),
     };
     outstanding.complete(rsp.id)?;
@@ -300,19 +349,22 @@ pub enum RxDone {
     Empty { id: u16, status: i16 },
 }
 
-/// Flags an rx response may carry: those of no feature (this frontend asks for neither
-/// `feature-sg` nor GSO, so `more_data`, `extra_info` and `gso_prefix` are errors).
-const RX_FLAGS_ALLOWED: u16 = NETRXF_DATA_VALIDATED | NETRXF_CSUM_BLANK;
+/// Flags an rx response may carry without `feature-sg` and GSO (`more_data`, `extra_info`
+/// and `gso_prefix` are then errors; this frontend never asks for `gso_prefix`).
+pub const RX_FLAGS_PLAIN: u16 = NETRXF_DATA_VALIDATED | NETRXF_CSUM_BLANK;
+/// Flags an rx response may carry with `feature-sg` and `feature-gso-tcpv4`.
+pub const RX_FLAGS_GSO: u16 = RX_FLAGS_PLAIN | NETRXF_MORE_DATA | NETRXF_EXTRA_INFO;
 
-/// Judges an rx response against the outstanding ids; a valid one completes its id.
-pub fn check_rx(rsp: NetifRxResponse, outstanding: &mut Outstanding) -> Result<RxDone, RingError> {
+/// Judges an rx response against the outstanding ids and the `allowed` flags; a valid one
+/// completes its id.
+pub fn check_rx(rsp: NetifRxResponse, outstanding: &mut Outstanding, allowed: u16) -> Result<RxDone, RingError> {
     if rsp.id >= outstanding.limit {
         return Err(RingError::IdOutOfRange(rsp.id));
     }
     if !outstanding.contains(rsp.id) {
         return Err(RingError::NotOutstanding(rsp.id));
     }
-    if rsp.flags & !RX_FLAGS_ALLOWED != 0 {
+    if rsp.flags & !allowed != 0 {
         return Err(RingError::BadFlags(rsp.flags));
     }
     let done = if rsp.status <= 0 {
@@ -518,16 +570,30 @@ mod tests {
         let mut ids = Outstanding::new(16);
         let a = ids.take().unwrap();
         let b = ids.take().unwrap();
-        assert_eq!(check_tx(NetifTxResponse { id: a, status: NETIF_RSP_OKAY }, &mut ids), Ok(TxDone::Sent(a)));
-        assert_eq!(check_tx(NetifTxResponse { id: b, status: NETIF_RSP_DROPPED }, &mut ids), Ok(TxDone::Failed(b)));
+        assert_eq!(check_tx(NetifTxResponse { id: a, status: NETIF_RSP_OKAY }, &mut ids, &mut 0), Ok(TxDone::Sent(a)));
+        assert_eq!(check_tx(NetifTxResponse { id: b, status: NETIF_RSP_DROPPED }, &mut ids, &mut 0), Ok(TxDone::Failed(b)));
         // A second response for the same id.
-        let dup = check_tx(NetifTxResponse { id: a, status: NETIF_RSP_OKAY }, &mut ids);
+        let dup = check_tx(NetifTxResponse { id: a, status: NETIF_RSP_OKAY }, &mut ids, &mut 0);
         assert_eq!(dup, Err(RingError::NotOutstanding(a)));
         let c = ids.take().unwrap();
-        assert_eq!(check_tx(NetifTxResponse { id: 16, status: 0 }, &mut ids), Err(RingError::IdOutOfRange(16)));
-        assert_eq!(check_tx(NetifTxResponse { id: c, status: NETIF_RSP_NULL }, &mut ids), Err(RingError::BadStatus(1)));
-        assert_eq!(check_tx(NetifTxResponse { id: c, status: -100 }, &mut ids), Err(RingError::BadStatus(-100)));
+        assert_eq!(check_tx(NetifTxResponse { id: 16, status: 0 }, &mut ids, &mut 0), Err(RingError::IdOutOfRange(16)));
+        assert_eq!(check_tx(NetifTxResponse { id: c, status: NETIF_RSP_NULL }, &mut ids, &mut 0), Err(RingError::BadStatus(1)));
+        assert_eq!(check_tx(NetifTxResponse { id: c, status: -100 }, &mut ids, &mut 0), Err(RingError::BadStatus(-100)));
         assert!(ids.contains(c), "a bad response completes nothing");
+    }
+
+    #[test]
+    fn extra_info_slots_have_netif_h_s_layout_and_null_responses_are_counted() {
+        let info = NetifExtraInfo { kind: XEN_NETIF_EXTRA_TYPE_GSO, gso_size: 1448, gso_type: 1, ..Default::default() };
+        assert_eq!(extra_info_words(info), [1 | 1448 << 16, 1, 0]);
+        assert_eq!(extra_info(&extra_info_words(info)), info);
+        assert_eq!(core::mem::offset_of!(NetifExtraInfo, gso_size), 2);
+        let mut ids = Outstanding::new(4);
+        let mut extras = 1;
+        let null = NetifTxResponse { id: 0xbeef, status: NETIF_RSP_NULL };
+        assert_eq!(check_tx(null, &mut ids, &mut extras), Ok(TxDone::Null), "its id is not looked at");
+        assert_eq!(extras, 0);
+        assert_eq!(check_tx(null, &mut ids, &mut extras), Err(RingError::BadStatus(NETIF_RSP_NULL)), "one too many");
     }
 
     #[test]
@@ -537,13 +603,13 @@ mod tests {
             ids.take();
         }
         let ok = rx_response(&rx_words(0, 0, NETRXF_DATA_VALIDATED, 60));
-        assert_eq!(check_rx(ok, &mut ids), Ok(RxDone::Frame { id: 0, offset: 0, len: 60 }));
+        assert_eq!(check_rx(ok, &mut ids, RX_FLAGS_PLAIN), Ok(RxDone::Frame { id: 0, offset: 0, len: 60 }));
         let full = rx_response(&rx_words(1, 96, 0, 4000));
-        assert_eq!(check_rx(full, &mut ids), Ok(RxDone::Frame { id: 1, offset: 96, len: 4000 }));
+        assert_eq!(check_rx(full, &mut ids, RX_FLAGS_PLAIN), Ok(RxDone::Frame { id: 1, offset: 96, len: 4000 }));
         let dropped = rx_response(&rx_words(2, 0, 0, NETIF_RSP_ERROR));
-        assert_eq!(check_rx(dropped, &mut ids), Ok(RxDone::Empty { id: 2, status: -1 }));
+        assert_eq!(check_rx(dropped, &mut ids, RX_FLAGS_PLAIN), Ok(RxDone::Empty { id: 2, status: -1 }));
         let empty = rx_response(&rx_words(3, 0, 0, 0));
-        assert_eq!(check_rx(empty, &mut ids), Ok(RxDone::Empty { id: 3, status: 0 }));
+        assert_eq!(check_rx(empty, &mut ids, RX_FLAGS_PLAIN), Ok(RxDone::Empty { id: 3, status: 0 }));
     }
 
     #[test]
@@ -564,12 +630,12 @@ mod tests {
             (rx_words(0xffff, 0, 0, 60), RingError::IdOutOfRange(0xffff)),
         ];
         for (words, expected) in cases {
-            assert_eq!(check_rx(rx_response(&words), &mut ids), Err(expected), "{words:x?}");
+            assert_eq!(check_rx(rx_response(&words), &mut ids, RX_FLAGS_PLAIN), Err(expected), "{words:x?}");
         }
         assert_eq!(ids.count(), 8, "no bad response completed an id");
         ids.complete(5).unwrap();
         let stale = rx_response(&rx_words(5, 0, 0, 60));
-        assert_eq!(check_rx(stale, &mut ids), Err(RingError::NotOutstanding(5)));
+        assert_eq!(check_rx(stale, &mut ids, RX_FLAGS_PLAIN), Err(RingError::NotOutstanding(5)));
     }
 
     #[test]

@@ -404,6 +404,37 @@ pub mod netif {
     /// `NETRXF_gso_prefix`: a GSO prefix slot (needs `feature-gso-tcpv4-prefix`).
     pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
 
+    /// `netif_extra_info` (its GSO form): a slot that follows a request or response flagged
+    /// `NETTXF_extra_info` / `NETRXF_extra_info` and describes the packet, not its data.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct NetifExtraInfo {
+        /// `type`: `XEN_NETIF_EXTRA_TYPE_*`.
+        pub kind: u8,
+        /// `flags`: `XEN_NETIF_EXTRA_FLAG_*`.
+        pub flags: u8,
+        /// `u.gso.size`: the payload of each segment (the MSS).
+        pub gso_size: u16,
+        /// `u.gso.type`: `XEN_NETIF_GSO_TYPE_*`.
+        pub gso_type: u8,
+        pub gso_pad: u8,
+        /// `u.gso.features`: `XEN_NETIF_GSO_FEAT_*` (none defined).
+        pub gso_features: u16,
+    }
+    const _: () = assert!(size_of::<NetifExtraInfo>() == 8);
+
+    /// `XEN_NETIF_EXTRA_TYPE_GSO`: the extra-info slot describes a GSO packet.
+    pub const XEN_NETIF_EXTRA_TYPE_GSO: u8 = 1;
+    /// `XEN_NETIF_EXTRA_FLAG_MORE`: another extra-info slot follows.
+    pub const XEN_NETIF_EXTRA_FLAG_MORE: u8 = 1 << 0;
+    /// `XEN_NETIF_GSO_TYPE_TCPV4`: TCP over IPv4 segmentation.
+    pub const XEN_NETIF_GSO_TYPE_TCPV4: u8 = 1;
+    /// `XEN_NETIF_NR_SLOTS_MIN`: the most slots (data requests) of one tx packet that every
+    /// backend takes.
+    pub const XEN_NETIF_NR_SLOTS_MIN: usize = 18;
+    /// `XEN_NETIF_MAX_TX_SIZE`: the largest packet a tx request's `size` can describe.
+    pub const XEN_NETIF_MAX_TX_SIZE: usize = 0xffff;
+
     /// `NETIF_RSP_DROPPED`.
     pub const NETIF_RSP_DROPPED: i16 = -2;
     /// `NETIF_RSP_ERROR`.
