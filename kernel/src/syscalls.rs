@@ -109,6 +109,8 @@ pub extern "C" fn xk_exit(status: i32) -> ! {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_abort() -> ! {
+    // What write() returned on mounted disks reaches them, where that is safe (see there).
+    crate::fs::sync_mounts_at_abort();
     crate::abort()
 }
 

@@ -88,7 +88,7 @@ pub use self::disks::*;
 mod disks {
     use alloc::boxed::Box;
     use alloc::vec::Vec;
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
     use super::blockcache::Sectors;
     use super::errno::Errno;
@@ -96,16 +96,61 @@ mod disks {
     use super::mount::{self, Table};
     use crate::blk::blkfront::{self, BlkError, DiskInfo};
     use crate::blk::ring;
-    use crate::sync::Mutex;
+    use crate::sync::{FairGuard, FairMutex};
 
     struct Mounts {
         table: Table,
         volumes: Vec<FatFs>,
     }
 
-    static MOUNTS: Mutex<Mounts> = Mutex::new(Mounts { table: Table::new(), volumes: Vec::new() });
+    /// Held through each filesystem operation on a mount, disk I/O included; fair, so that a
+    /// thread writing in a loop does not starve another one, nor the exit path.
+    static MOUNTS: FairMutex<Mounts> = FairMutex::new(Mounts { table: Table::new(), volumes: Vec::new() });
     /// Whether anything is mounted: without, paths go to the tree with no routing at all.
     static ANY: AtomicBool = AtomicBool::new(false);
+    /// The thread that began ending the program (exit, return from `main`, abort), 0 before.
+    /// From then on no other thread starts an operation on a mount: it parks for good.
+    static ENDING: AtomicU64 = AtomicU64::new(0);
+
+    /// Claims the ending of the program for the running thread: false if it had claimed it
+    /// already (an abort inside its own exit); parks for good if another thread had.
+    fn begin_ending() -> bool {
+        let me = crate::sched::current_id();
+        match ENDING.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => true,
+            Err(ender) if ender == me => false,
+            Err(_) => park(),
+        }
+    }
+
+    /// Blocks the running thread for good: the program is ending on another thread, which
+    /// powers the guest off.
+    fn park() -> ! {
+        static NEVER: AtomicU32 = AtomicU32::new(0);
+        loop {
+            // SAFETY: `NEVER` is a live atomic u32; nobody wakes it, nor changes it.
+            unsafe { crate::sched::futex_wait(NEVER.as_ptr(), 0, u64::MAX) };
+        }
+    }
+
+    /// The mounts' lock for a program's operation; parks for good instead once another thread
+    /// has begun ending the program (also after waiting its turn), so that the ending waits for
+    /// at most the operation in progress.
+    fn lock_mounts() -> FairGuard<'static, Mounts> {
+        let ending = || {
+            let ender = ENDING.load(Ordering::SeqCst);
+            ender != 0 && ender != crate::sched::current_id()
+        };
+        if ending() {
+            park();
+        }
+        let guard = MOUNTS.lock();
+        if ending() {
+            drop(guard);
+            park();
+        }
+        guard
+    }
 
     /// A disk of blkfront, as the FAT volume's sectors.
     struct BlkDisk {
@@ -189,7 +234,7 @@ mod disks {
         };
         let (kind, bytes) = fs.describe();
         let ro = fs.read_only();
-        let mut mounts = MOUNTS.lock();
+        let mut mounts = lock_mounts();
         if mounts.table.add(spec.path.clone()).is_none() {
             let _ = blkfront::close(handle);
             return Err(format!("the path is mounted already"));
@@ -232,7 +277,7 @@ mod disks {
         let Some((abs, wants_dir)) = mount::resolve(if cwd.is_empty() { b"/" } else { &cwd }, path) else {
             return Route::Tree;
         };
-        match MOUNTS.lock().table.route(&abs) {
+        match lock_mounts().table.route(&abs) {
             Some((index, inner)) => Route::Mount(index, inner.to_vec(), wants_dir),
             None => Route::Tree,
         }
@@ -240,27 +285,52 @@ mod disks {
 
     /// The absolute path of a mount's point.
     pub fn mount_point(index: usize) -> Vec<u8> {
-        MOUNTS.lock().table.point(index).to_vec()
+        lock_mounts().table.point(index).to_vec()
     }
 
     /// Runs `f` on mount `index`, holding the mounts' lock.
     pub fn with_mount<R>(index: usize, f: impl FnOnce(&mut FatFs) -> Result<R, Errno>) -> Result<R, Errno> {
-        let mut mounts = MOUNTS.lock();
+        let mut mounts = lock_mounts();
         match mounts.volumes.get_mut(index) {
             Some(fs) => f(fs),
             None => Err(Errno::EBADF),
         }
     }
 
-    /// Writes every mount's open changes back and flushes its disk, as the program exits.
+    /// Writes every mount's open changes back and flushes its disk, as the program exits (or
+    /// `main` returns). Other threads start no new operation on a mount from here on; this
+    /// waits for the one in progress, if any.
     pub fn sync_mounts() {
-        if !ANY.load(Ordering::Acquire) {
+        if !begin_ending() || !ANY.load(Ordering::Acquire) {
             return;
         }
-        let mut mounts = MOUNTS.lock();
+        write_back(&mut MOUNTS.lock(), "exit");
+    }
+
+    /// Writes the mounts back as the program aborts, where that is safe: the kernel is intact
+    /// (only the program is suspect), and each operation leaves a volume consistent. Not when
+    /// the aborting thread is inside an operation itself (an allocation failure or a panic in
+    /// it): the volume may be half changed, and the lock is its own. With upcalls masked (a
+    /// spin lock held) it must not sleep, so it only takes a free lock.
+    pub fn sync_mounts_at_abort() {
+        if !begin_ending() || !ANY.load(Ordering::Acquire) {
+            return;
+        }
+        if MOUNTS.held_by_me() {
+            warn!("abort inside a filesystem call: the mounts are not written back");
+            return;
+        }
+        let guard = if crate::arch::x86_64::irq::masked() { MOUNTS.try_lock() } else { Some(MOUNTS.lock()) };
+        match guard {
+            Some(mut mounts) => write_back(&mut mounts, "abort"),
+            None => warn!("abort with a lock held: the mounts are not written back"),
+        }
+    }
+
+    fn write_back(mounts: &mut Mounts, when: &str) {
         for (index, fs) in mounts.volumes.iter_mut().enumerate() {
             if let Err(e) = fs.sync_all() {
-                error!("mount {index}: writing back at exit failed: {e:?}");
+                error!("mount {index}: writing back at {when} failed: {e:?}");
             }
         }
     }

@@ -86,6 +86,15 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("fat_garbage", "blk").args(&["fat", "garbage"]).disk(fat::garbage_image, false).kernel_args(fat::MOUNT),
     DomUJob::bin("fat_full", "blk").args(&["fat", "full"]).disk(fat::full_image, false).kernel_args(fat::MOUNT),
     DomUJob::bin("fat_full_verify", "blk").args(&["fat", "full_verify"]).disk(fat::full_image, false).kernel_args(fat::MOUNT),
+    // exit, and abort, while threads write: the guest ends at once, what was written kept.
+    DomUJob::bin("fat_exit_busy", "blk").args(&["fat", "exit_busy"]).disk(fat::busy_image, false).kernel_args(fat::MOUNT).timeout(30),
+    DomUJob::bin("fat_exit_busy_verify", "blk")
+        .args(&["fat", "exit_busy_verify"])
+        .disk(fat::busy_image, false)
+        .kernel_args(fat::MOUNT)
+        .timeout(120),
+    DomUJob::bin("fat_abort", "blk").args(&["fat", "abort"]).disk(fat::abort_image, false).kernel_args(fat::MOUNT).timeout(30),
+    DomUJob::bin("fat_abort_verify", "blk").args(&["fat", "abort_verify"]).disk(fat::abort_image, false).kernel_args(fat::MOUNT).timeout(120),
     // 96 MiB written by a 64 MiB guest: the file never is in memory whole.
     DomUJob::bin("fat_huge", "blk").args(&["fat", "huge"]).disk(fat::huge_image, false).kernel_args(fat::MOUNT).memory(64).timeout(400),
     DomUJob::bin("fat_huge_verify", "blk")

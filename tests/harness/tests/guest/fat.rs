@@ -74,6 +74,18 @@ static RO: OnceLock<(PathBuf, u64)> = OnceLock::new();
 static GARBAGE: OnceLock<(PathBuf, u64)> = OnceLock::new();
 static FULL: OnceLock<(PathBuf, u64)> = OnceLock::new();
 static HUGE: OnceLock<(PathBuf, u64)> = OnceLock::new();
+static BUSY: OnceLock<(PathBuf, u64)> = OnceLock::new();
+static ABORT: OnceLock<(PathBuf, u64)> = OnceLock::new();
+
+/// 256 MiB of FAT32 with the host's files, for two writers that `exit` stops.
+pub fn busy_image() -> PathBuf {
+    BUSY.get_or_init(|| make("busy", 256, &["-F", "32"])).0.clone()
+}
+
+/// 64 MiB of FAT16 with the host's files, for a program that aborts.
+pub fn abort_image() -> PathBuf {
+    ABORT.get_or_init(|| make("abort", 64, &["-F", "16"])).0.clone()
+}
 
 /// 64 MiB of FAT32 (512-byte clusters), written by `fat_write`, read by `fat_verify`.
 pub fn rw_image() -> PathBuf {
@@ -304,4 +316,52 @@ fn a_mount_as_dom0_is_an_error_in_the_log_not_silence() {
     assert!(r.stdout.contains("/mnt: Some(NotFound)"), "{}", r.stdout);
     let log = format!("{}{}", r.stdout, r.stderr);
     assert!(log.contains("mount xvda at /mnt failed: no xenstore, so no disks"), "no mount error in: {log}");
+}
+
+/// Checks that file `name` on `image` holds `len` bytes of `byte` only.
+fn on_host_only(image: &Path, name: &str, len: u64, byte: u8) {
+    let data = mtype(image, name);
+    assert_eq!(data.len() as u64, len, "{name} on the host");
+    assert!(data.iter().all(|&b| b == byte), "{name} on the host holds other bytes than {byte:#x}");
+}
+
+#[test]
+fn exit_while_two_threads_write_ends_the_guest_at_once_and_keeps_both_files() {
+    let name = "fat_exit_busy";
+    let r = DOMU.result(name);
+    assert_eq!(r.status, 5, "{name}: end {}, stdout: {}\nstderr: {}", r.end, r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l == "main calls exit"), "{name}: {}", r.stdout);
+    let seconds = r.seconds.unwrap_or(f64::MAX);
+    // The guest boots, writes for 2 s, and ends within one write's time of `exit`.
+    assert!(seconds < 20.0, "{name}: ended only after {seconds:.1} s");
+    let wrote: Vec<u64> = (0..2).map(|i| value_after(&r.stdout, &format!("t{i} wrote ")).parse().unwrap()).collect();
+    // Both writers progressed: the lock over the mounts starves neither.
+    assert!(wrote.iter().all(|&w| w > 0), "{name}: a writer was starved: {wrote:?}");
+    let out = assert_lines("fat_exit_busy_verify", &["busy0 only 0xa0: true", "busy1 only 0xa1: true", "done"]);
+    let image = busy_image();
+    for (i, &w) in wrote.iter().enumerate() {
+        let len: u64 = value_after(&out, &format!("busy{i}: ")).trim_end_matches(" bytes").parse().unwrap();
+        // What write_all returned before main printed is there; at most a few pieces more.
+        assert!(len >= w && len % 65536 == 0, "busy{i}: {len} bytes after a reboot, {w} written before exit");
+        on_host_only(&image, &format!("/busy{i}.bin"), len, 0xa0 + i as u8);
+    }
+    fsck_clean(&image);
+    let _ = std::fs::remove_file(image);
+}
+
+#[test]
+fn abort_keeps_what_write_returned() {
+    let name = "fat_abort";
+    let r = DOMU.result(name);
+    assert_eq!(r.status, 134, "{name}: end {}, stdout: {}\nstderr: {}", r.end, r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l == "main calls abort"), "{name}: {}", r.stdout);
+    let wrote: u64 = value_after(&r.stdout, "t0 wrote ").parse().unwrap();
+    let out = assert_lines("fat_abort_verify", &["kept.txt: Ok(Ok(\"written before abort\\n\"))", "busy only 0xa0: true", "done"]);
+    let len: u64 = value_after(&out, "busy: ").trim_end_matches(" bytes").parse().unwrap();
+    assert!(len >= wrote && len % 65536 == 0, "busy.bin: {len} bytes after a reboot, {wrote} written before abort");
+    let image = abort_image();
+    assert_eq!(mtype(&image, "/ab/kept.txt"), b"written before abort\n");
+    on_host_only(&image, "/ab/busy.bin", len, 0xa0);
+    fsck_clean(&image);
+    let _ = std::fs::remove_file(image);
 }

@@ -12,6 +12,12 @@
 //!     fat full_verify a new boot: what fit is there
 //!     fat huge       a file larger than the guest's memory written, synced, read back
 //!     fat huge_verify a new boot: the file read back
+//!     fat exit_busy  two threads write a file each in a loop; main calls `exit(5)` after 2 s:
+//!                    the guest ends at once, with both files written back
+//!     fat exit_busy_verify a new boot: both files hold only their thread's bytes
+//!     fat abort      makes a directory and a file, a thread writes in a loop, then abort():
+//!                    what write() returned survives
+//!     fat abort_verify a new boot: the directory, the file and the writer's bytes are there
 //!
 //! The host's files: `/hello.txt` ("hello from the host\n"), `/dir/data.bin` (200,000 bytes of
 //! `pattern(7)`), `/todelete.txt`, `/Long File Name.txt` ("long\n").
@@ -264,8 +270,82 @@ mod xen {
         println!("done");
     }
 
+    /// Bytes each writer of [`writers`] has had `write_all` return for.
+    static WRITTEN: [std::sync::atomic::AtomicU64; 2] = [const { std::sync::atomic::AtomicU64::new(0) }; 2];
+
+    /// Starts `count` threads, thread `i` writing 64 KiB pieces of byte `0xa0 + i` to `path(i)`
+    /// until a write fails.
+    fn writers(count: usize, path: fn(usize) -> String) {
+        for i in 0..count {
+            let mut f = File::create(path(i)).unwrap();
+            std::thread::spawn(move || {
+                let piece = [0xa0 + i as u8; 65536];
+                while f.write_all(&piece).is_ok() {
+                    WRITTEN[i].fetch_add(piece.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    }
+
+    /// Whether the file at `path` holds only `byte`; prints its length.
+    fn only(name: &str, path: &str, byte: u8) {
+        let mut f = File::open(path).unwrap();
+        let (mut buf, mut len, mut all) = (vec![0u8; 65536], 0u64, true);
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all &= buf[..n].iter().all(|&b| b == byte);
+            len += n as u64;
+        }
+        println!("{name}: {len} bytes");
+        println!("{name} only {byte:#x}: {all}");
+    }
+
+    fn busy_path(i: usize) -> String {
+        format!("/mnt/busy{i}.bin")
+    }
+
+    fn exit_busy() {
+        writers(2, busy_path);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        for (i, w) in WRITTEN.iter().enumerate() {
+            println!("t{i} wrote {}", w.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        println!("main calls exit");
+        std::process::exit(5);
+    }
+
+    fn exit_busy_verify() {
+        for i in 0..2 {
+            only(&format!("busy{i}"), &busy_path(i), 0xa0 + i as u8);
+        }
+        println!("done");
+    }
+
+    fn abort() {
+        fs::create_dir("/mnt/ab").unwrap();
+        fs::write("/mnt/ab/kept.txt", b"written before abort\n").unwrap();
+        writers(1, |_| "/mnt/ab/busy.bin".to_string());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        println!("t0 wrote {}", WRITTEN[0].load(std::sync::atomic::Ordering::SeqCst));
+        println!("main calls abort");
+        std::process::abort();
+    }
+
+    fn abort_verify() {
+        println!("kept.txt: {:?}", fs::read("/mnt/ab/kept.txt").map(String::from_utf8));
+        only("busy", "/mnt/ab/busy.bin", 0xa0);
+        println!("done");
+    }
+
     pub fn main() {
         match std::env::args().nth(2).as_deref() {
+            Some("exit_busy") => exit_busy(),
+            Some("exit_busy_verify") => exit_busy_verify(),
+            Some("abort") => abort(),
+            Some("abort_verify") => abort_verify(),
             Some("write") => write(),
             Some("verify") => verify(),
             Some("readonly") => readonly(),
@@ -275,7 +355,7 @@ mod xen {
             Some("huge") => huge(),
             Some("huge_verify") => huge_verify(),
             _ => {
-                eprintln!("usage: blk fat write|verify|readonly|garbage|full|full_verify|huge|huge_verify");
+                eprintln!("usage: blk fat write|verify|readonly|garbage|full|full_verify|huge|huge_verify|exit_busy|exit_busy_verify|abort|abort_verify");
                 std::process::exit(2);
             }
         }
