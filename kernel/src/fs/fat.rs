@@ -539,6 +539,10 @@ impl FatFs {
     /// Puts a handle's changes in its entry, then writes everything to the disk, and flushes
     /// the disk (`fsync`).
     pub fn sync(&mut self, handle: usize) -> Result<(), Errno> {
+        // A gone handle's file is no more: nothing of it can be made durable.
+        if self.handle(handle)?.gone {
+            return Err(Errno::ESTALE);
+        }
         self.settle(handle)?;
         self.sync_volume()
     }

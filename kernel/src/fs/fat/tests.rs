@@ -495,6 +495,7 @@ fn handles_follow_their_file_and_never_touch_what_takes_its_name() {
     assert_eq!(fs.write(appender, b"appended by the old handle\n"), Err(Errno::ESTALE));
     assert_eq!(fs.fstat(appender).map(|s| s.size), Err(Errno::ESTALE));
     assert_eq!(fs.set_len(appender, 1), Err(Errno::ESTALE));
+    assert_eq!(fs.sync(appender), Err(Errno::ESTALE));
     fs.close(reader).unwrap();
     fs.close(appender).unwrap();
     assert_eq!(get(&mut fs, "config.txt").unwrap(), b"NEW CONFIG v2\n");
