@@ -28,27 +28,9 @@ use std::thread;
 #[path = "../../../../../examples/http/src/handler.rs"]
 mod http;
 
-/// The 8 bytes of the bulk pattern at word `index` (byte offset `8 * index`): splitmix64, so a
-/// word that is lost, repeated or moved shows.
-fn pattern_word(index: u64) -> u64 {
-    let mut z = index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A checksum over whole 8-byte words (the bulk lengths are multiples of 8).
-#[derive(Clone, Copy)]
-struct Sum(u64);
-
-impl Sum {
-    fn new() -> Sum {
-        Sum(0xcbf2_9ce4_8422_2325)
-    }
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
-    }
-}
+#[path = "../../bulk_wire.rs"]
+mod wire;
+use wire::{BULK_PORT, CONTROL_PORT, HTTP_PORT, Sum, pattern_word};
 
 /// Answers HTTP requests on one connection as examples/http does, printing nothing per request.
 fn serve_http(stream: TcpStream) -> std::io::Result<()> {
@@ -214,9 +196,9 @@ fn run() -> std::io::Result<()> {
         }
         linux::network_up(ip.as_deref().ok_or_else(|| std::io::Error::other("give ip=A.B.C.D/N"))?)?;
     }
-    let http = TcpListener::bind(("0.0.0.0", 8080))?;
-    let bulk = TcpListener::bind(("0.0.0.0", 9000))?;
-    let ctl = TcpListener::bind(("0.0.0.0", 9001))?;
+    let http = TcpListener::bind(("0.0.0.0", HTTP_PORT))?;
+    let bulk = TcpListener::bind(("0.0.0.0", BULK_PORT))?;
+    let ctl = TcpListener::bind(("0.0.0.0", CONTROL_PORT))?;
     spawn_server(http, serve_http);
     spawn_server(bulk, serve_bulk);
     let (tx, rx) = mpsc::channel();

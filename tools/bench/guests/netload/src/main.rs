@@ -24,29 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const HTTP_PORT: u16 = 8080;
-const BULK_PORT: u16 = 9000;
-const CONTROL_PORT: u16 = 9001;
-
-/// The guest's pattern word at `index` (the same function as the guest's).
-fn pattern_word(index: u64) -> u64 {
-    let mut z = index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The guest's checksum (the same as the guest's).
-struct Sum(u64);
-
-impl Sum {
-    fn new() -> Sum {
-        Sum(0xcbf2_9ce4_8422_2325)
-    }
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
-    }
-}
+#[path = "../../bulk_wire.rs"]
+mod wire;
+use wire::{BULK_PORT, CONTROL_PORT, HTTP_PORT, Sum, pattern_word};
 
 struct Plan {
     host: std::net::IpAddr,
