@@ -67,6 +67,19 @@ pub fn next(deadline: u64) -> Result<Request, isize> {
     }
 }
 
+/// Ends the program with `status` the way exit, a return from `main` and a reboot exit end
+/// it: its connections close (FIN after what it wrote), the mounts are written back, what it
+/// sent is delivered (bounded: `net::stack::wait_delivered`), then Xen ends the domain as
+/// `reason` asks.
+pub fn end_program(status: i32, reason: ShutdownReason) -> ! {
+    crate::net::stack::begin_ending();
+    // What the program wrote to mounted disks and did not sync reaches them now (meanwhile
+    // the network thread sends the connections' last data and FIN).
+    crate::fs::sync_mounts();
+    crate::net::stack::wait_delivered();
+    crate::exit_with(status, reason)
+}
+
 /// What a `control/shutdown` value asks for; `Err` holds a value this kernel does not do.
 fn parse(value: &[u8]) -> Result<Option<Request>, ()> {
     match value {

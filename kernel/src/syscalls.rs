@@ -102,9 +102,7 @@ pub extern "C" fn xk_pages_free(ptr: *mut u8, bytes: usize) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_exit(status: i32) -> ! {
-    // What the program wrote to mounted disks and did not sync reaches them now.
-    crate::fs::sync_mounts();
-    crate::exit(status)
+    crate::lifecycle::end_program(status, crate::xen::abi::ShutdownReason::Poweroff)
 }
 
 #[unsafe(no_mangle)]
@@ -447,7 +445,6 @@ pub extern "C" fn xk_shutdown_next(deadline_ns: u64) -> isize {
 /// Ends the program with `status` and asks Xen to reboot the domain.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_exit_reboot(status: i32) -> ! {
-    crate::fs::sync_mounts();
-    crate::exit_with(status, crate::xen::abi::ShutdownReason::Reboot)
+    crate::lifecycle::end_program(status, crate::xen::abi::ShutdownReason::Reboot)
 }
 

@@ -734,6 +734,18 @@ pub fn stack_flush(index: u32) {
     }
 }
 
+/// The stack's tx buffers in flight after taking the completions that came (the pending
+/// packet is sent first): 0 once the backend has taken every packet it was given.
+pub fn stack_tx_in_flight(index: u32) -> u32 {
+    let mut devices = DEVICES.lock();
+    let Ok(dev) = stack_slot(&mut devices, index) else { return 0 };
+    dev.flush_tx();
+    if dev.reap_tx().is_err() {
+        return 0;
+    }
+    dev.tx_ids.count()
+}
+
 /// Whether a frame could be taken now (tx buffers are free).
 pub fn stack_can_send(index: u32) -> bool {
     let mut devices = DEVICES.lock();

@@ -73,6 +73,11 @@ const UDP_PACKETS: usize = 32;
 const POOL: usize = 128;
 /// How long a program's connect to a vif address waits for DHCP to give an address.
 const DHCP_WAIT_NS: u64 = 15_000_000_000;
+/// How long the program's end waits at most for its connections' data to be delivered.
+const ENDING_NS: u64 = 5_000_000_000;
+/// How often the program's end looks again whether everything is delivered (ACKs and tx
+/// completions do not wake it).
+const ENDING_POLL_NS: u64 = 2_000_000;
 /// How long a closed connection may take to say goodbye (FIN, data in flight) before it is
 /// aborted.
 const LINGER_NS: u64 = 30_000_000_000;
@@ -1368,4 +1373,92 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
         });
     }
     r
+}
+
+// ---- The program's end. ----
+
+/// The program is ending (exit, a return from `main`, a reboot exit): closes every
+/// connection it still holds as Linux closes a process's sockets at exit, FIN after what it
+/// wrote (RST when data it did not read is left). Handles stay valid, so a thread still
+/// running gets errors, not a reused handle. Nothing when the program never used sockets.
+pub fn begin_ending() {
+    let mut guard = NET.lock();
+    let Some(net) = guard.as_mut() else { return };
+    let open: Vec<(usize, SocketHandle, bool)> = net
+        .socks
+        .iter()
+        .filter_map(|s| match s {
+            Some(Sock::Tcp(t)) => Some((t.at, t.h, t.reset)),
+            _ => None,
+        })
+        .collect();
+    for (at, h, reset) in open {
+        let s = net.tcp(at, h);
+        if reset || s.recv_queue() > 0 {
+            s.abort();
+        } else {
+            s.close();
+        }
+    }
+    let (changed, _) = net.poll();
+    drop(guard);
+    if changed {
+        wake_all();
+    }
+    KICK.fetch_add(1, Ordering::AcqRel);
+    crate::sched::futex_wake(KICK.as_ptr(), 1);
+}
+
+/// Waits (for [`ENDING_NS`] at most) until what the program gave its sockets on the vif has
+/// left the guest: every connection closed, reset or with its FIN acknowledged (and so all
+/// its data), no datagram queued, every tx packet taken by the backend. Without it the domain
+/// ended with a response still in a send buffer, and the client read nothing. Loopback is
+/// not waited for: its peer is in the ending guest.
+pub fn wait_delivered() {
+    let deadline = now_ns().saturating_add(ENDING_NS);
+    loop {
+        let left = {
+            let mut guard = NET.lock();
+            let Some(net) = guard.as_mut() else { return };
+            let (changed, _) = net.poll();
+            if changed {
+                wake_all();
+            }
+            net.undelivered()
+        };
+        if left == 0 {
+            return;
+        }
+        let now = now_ns();
+        if now >= deadline {
+            warn!(
+                "net: the program ends with {left} connection(s) or packet(s) not delivered after {} s",
+                ENDING_NS / 1_000_000_000
+            );
+            return;
+        }
+        crate::sched::sleep_until(now.saturating_add(ENDING_POLL_NS).min(deadline));
+    }
+}
+
+impl Net {
+    /// What on the vif is not yet delivered: connections whose FIN (or data before it) is
+    /// not acknowledged, UDP sockets with datagrams queued, tx buffers in flight.
+    fn undelivered(&mut self) -> usize {
+        let Some(vif) = self.vif.as_mut() else { return 0 };
+        if vif.dev.broken {
+            return 0;
+        }
+        let mut left = 0;
+        for (_, socket) in vif.set.iter() {
+            left += match socket {
+                smoltcp::socket::Socket::Tcp(t) => {
+                    matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck) as usize
+                }
+                smoltcp::socket::Socket::Udp(u) => (u.send_queue() > 0) as usize,
+                _ => 0,
+            };
+        }
+        left + netfront::stack_tx_in_flight(vif.dev.index) as usize
+    }
 }

@@ -50,6 +50,11 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .timeout(90)
         .driver(net::NC_SERVER),
     DomUJob::bin("net_http", "sockets").args(&["http", "8080", "2"]).xl(net::VIF).timeout(90).driver(net::WGET),
+    DomUJob::bin("net_exit_sending", "sockets")
+        .args(&["exit_sending", "8080", "1000000"])
+        .xl(net::VIF)
+        .timeout(90)
+        .driver(net::WGET_EXIT),
     DomUJob::bin("net_udp", "sockets").args(&["dns", "53", "1"]).xl(net::VIF).timeout(60).driver(net::NSLOOKUP),
     DomUJob::bin("net_static", "sockets")
         .args(&["static", "10.99.0.1:7001"])

@@ -6,6 +6,9 @@
 //!                               line that comes back; then connect_timeout to NOBODY
 //!     sockets http PORT N       serves N HTTP/1.1 requests on PORT: `/` a page, `/big?bytes=N`
 //!                               N bytes of a pattern
+//!     sockets exit_sending PORT BYTES  answers one HTTP request with BYTES of the pattern,
+//!                               then calls process::exit with the connection still open: the
+//!                               client must still get every byte and the end (as on Linux)
 //!     sockets dns PORT N        answers N DNS queries for A records on UDP PORT with
 //!                               10.11.12.13 (dom0's `nslookup` asks)
 //!     sockets unreachable ADDR  connect_timeout to an address nobody has
@@ -329,6 +332,28 @@ fn http(port: u16, requests: usize) {
     }
 }
 
+/// Answers one request with `bytes` of the pattern and ends the program at once, the
+/// connection open and its data in the send buffer.
+fn exit_sending(port: u16, bytes: usize) {
+    let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    println!("http listening on {port}");
+    let (mut s, _) = l.accept().unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).unwrap() {
+            0 => break,
+            n => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body: Vec<u8> = (0..bytes).map(pattern).collect();
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {bytes}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    println!("wrote {bytes} bytes; exiting");
+    std::process::exit(0);
+}
+
 /// Answers DNS queries (RFC 1035) for xen.test: A with 10.11.12.13, other types with no
 /// answer; other names NXDOMAIN. Ends after `queries` A queries or 10 s without one.
 fn dns(port: u16, queries: usize) {
@@ -420,13 +445,14 @@ fn main() {
             }
         }
         Some("http") => http(args[2].parse().unwrap(), args[3].parse().unwrap()),
+        Some("exit_sending") => exit_sending(args[2].parse().unwrap(), args[3].parse().unwrap()),
         Some("dns") => dns(args[2].parse().unwrap(), args[3].parse().unwrap()),
         Some("unreachable") => unreachable(&args[2]),
         Some("static") => static_config(&args[2]),
         Some("resolve") => resolve(&args[2], args[3].parse().unwrap(), &args[4]),
         _ => {
             eprintln!(
-                "usage: sockets loopback|client ADDR|http PORT N|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN"
+                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN"
             );
             std::process::exit(2);
         }

@@ -46,7 +46,7 @@ fn the_host_reaches_a_guest_server_through_the_runner_s_forwarding() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // examples/http on the guest's port 8080 ends after 3 requests: the page, the big body,
     // and the page once more.
-    let mut child = Command::new(runner())
+    let child = Command::new(runner())
         .args(["--mode", "domu", "--timeout", "240", "--forward"])
         .arg(format!("{port}:8080"))
         .arg(&image)

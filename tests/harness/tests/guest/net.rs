@@ -160,6 +160,16 @@ echo \"big $(wc -c < /tmp/big-$JOB) $(sha256sum < /tmp/big-$JOB | cut -d' ' -f1)
 "
 );
 
+/// dom0 fetches the body the `exit_sending` guest writes just before it exits.
+pub const WGET_EXIT: &str = with_dhcp!(
+    "10.99.0.30",
+    "wait_output 'http listening' 30
+has_lease
+wget -q -O /tmp/exit-$JOB http://10.99.0.30:8080/ || echo \"wget failed: $?\"
+echo \"body $(wc -c < /tmp/exit-$JOB) $(sha256sum < /tmp/exit-$JOB | cut -d' ' -f1)\"
+"
+);
+
 /// dom0 asks the guest's DNS responder (UDP both ways).
 pub const NSLOOKUP: &str = with_dhcp!(
     "10.99.0.23",
@@ -216,6 +226,17 @@ fn dom0_fetches_a_page_and_a_large_body_from_a_guest_server() {
     let expected = format!("big 2000000 {}", sha256_of(&body));
     assert!(r.driver_output.contains(&expected), "want {expected:?} in {}", r.driver_output);
     assert!(r.stdout.contains("served /big?bytes=2000000 (2000000 bytes)\n"), "{}", r.stdout);
+}
+
+#[test]
+fn data_written_just_before_exit_reaches_the_peer() {
+    let r = DOMU.result("net_exit_sending");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    assert!(r.stdout.contains("wrote 1000000 bytes; exiting\n"), "{}", r.stdout);
+    let body: Vec<u8> = (0..1_000_000).map(pattern).collect();
+    let expected = format!("body 1000000 {}", sha256_of(&body));
+    assert!(r.driver_output.contains(&expected), "want {expected:?} in {}", r.driver_output);
+    assert!(!r.driver_output.contains("wget failed"), "{}", r.driver_output);
 }
 
 #[test]
