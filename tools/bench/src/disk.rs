@@ -20,7 +20,6 @@ use anyhow::{bail, Context, Result};
 use xen_runner::cmdline::GuestCommandLine;
 use xen_runner::cpio::CpioWriter;
 use xen_runner::disk::Disk;
-use xen_runner::status::GuestExit;
 
 use crate::domu::{self, Job, JobResult};
 use crate::stats::{ratio_at_least, summarize, Summary};
@@ -455,6 +454,7 @@ fn rates(s: Option<Summary>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xen_runner::status::GuestExit;
 
     #[test]
     fn reads_the_guest_lines() {
