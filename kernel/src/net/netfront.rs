@@ -300,6 +300,7 @@ impl Netfront {
         for id in 0..rx_count {
             dev.post_rx(id);
         }
+        dev.push_rx();
         Ok(dev)
     }
 
@@ -391,7 +392,7 @@ impl Netfront {
         if self.broken { Err(NetError::Broken) } else { Ok(()) }
     }
 
-    /// Hands rx buffer `id` to the backend again.
+    /// Hands rx buffer `id` to the backend again; [`Self::push_rx`] publishes what was posted.
     fn post_rx(&mut self, id: u16) {
         let gref = self.rx_bufs[id as usize].gref;
         let at = self.rx.next_request() as usize % self.rx_posted.len();
@@ -400,8 +401,14 @@ impl Netfront {
         // (outstanding ids bound the ring's use) cannot fail.
         if !self.rx_ids.insert(id) || !self.rx.put_request(&ring::rx_request(NetifRxRequest { id, pad: 0, gref })) {
             error!("netfront: vif {}: rx buffer {id} could not be posted", self.index);
-            return;
         }
+    }
+
+    /// Publishes the rx buffers posted since the last push, notifying the backend if it waits
+    /// for them. Once per packet, not per buffer: a backend short of slots for a packet asks
+    /// to be woken at the next request, so pushing each buffer woke it once a buffer, up to
+    /// 17 times for one GSO packet.
+    fn push_rx(&mut self) {
         if self.rx.push() {
             let _ = evtchn::notify(self.port.0);
         }
@@ -421,6 +428,7 @@ impl Netfront {
                 };
                 if let Some(id) = step.repost {
                     self.post_rx(id);
+                    self.push_rx();
                 }
                 if let Some(packet) = step.packet {
                     self.filled.push_back(packet);
@@ -476,6 +484,7 @@ impl Netfront {
             n += take;
             self.post_rx(slot.id);
         }
+        self.push_rx();
         n
     }
 
