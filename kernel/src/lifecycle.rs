@@ -72,12 +72,49 @@ pub fn next(deadline: u64) -> Result<Request, isize> {
 /// sent is delivered (bounded: `net::stack::wait_delivered`), then Xen ends the domain as
 /// `reason` asks.
 pub fn end_program(status: i32, reason: ShutdownReason) -> ! {
+    // The first thread to end the program does it all; another one (an exit or abort that
+    // its closing of the sockets provoked on a thread it woke) parks here for good.
+    let first = crate::fs::claim_ending();
     crate::net::stack::begin_ending();
-    // What the program wrote to mounted disks and did not sync reaches them now (meanwhile
-    // the network thread sends the connections' last data and FIN).
-    crate::fs::sync_mounts();
+    if first {
+        // What the program wrote to mounted disks and did not sync reaches them now
+        // (meanwhile the network thread sends the connections' last data and FIN).
+        crate::fs::sync_mounts_claimed();
+    }
     crate::net::stack::wait_delivered();
     crate::exit_with(status, reason)
+}
+
+/// A toolstack request the program does not handle ends it as an exit does, on a thread of
+/// its own: the control thread's 32 KiB stack is too small for a volume's write-back.
+fn end_unhandled(request: Request) -> ! {
+    static REASON: AtomicU32 = AtomicU32::new(0);
+    extern "C" fn ender(_: *mut u8) {
+        let reason = match REASON.load(Ordering::Acquire) {
+            1 => ShutdownReason::Reboot,
+            _ => ShutdownReason::Poweroff,
+        };
+        end_program(UNHANDLED_STATUS, reason);
+    }
+    let reason = match request {
+        Request::Poweroff => ShutdownReason::Poweroff,
+        Request::Reboot => ShutdownReason::Reboot,
+    };
+    REASON.store(request as u32, Ordering::Release);
+    match crate::sched::spawn(ender, core::ptr::null_mut(), 256 << 10) {
+        // SAFETY: the handle is fresh and neither joined nor detached.
+        Some(t) => unsafe { crate::sched::detach(t) },
+        None => {
+            warn!("no memory for the ending thread: ending without writing the mounts back");
+            crate::exit_with(UNHANDLED_STATUS, reason);
+        }
+    }
+    // The ending thread powers the domain off; this one has nothing more to hear.
+    static NEVER: AtomicU32 = AtomicU32::new(0);
+    loop {
+        // SAFETY: `NEVER` is a live atomic u32 that nobody changes or wakes.
+        unsafe { crate::sched::futex_wait(NEVER.as_ptr(), 0, u64::MAX) };
+    }
 }
 
 /// What a `control/shutdown` value asks for; `Err` holds a value this kernel does not do.
@@ -139,11 +176,7 @@ extern "C" fn control(_: *mut u8) {
             crate::sched::futex_wake(COUNT.as_ptr(), u32::MAX);
         } else {
             info!("the toolstack asks for {request:?}; the program does not handle it: ending it");
-            let reason = match request {
-                Request::Poweroff => ShutdownReason::Poweroff,
-                Request::Reboot => ShutdownReason::Reboot,
-            };
-            crate::exit_with(UNHANDLED_STATUS, reason);
+            end_unhandled(request);
         }
     }
 }

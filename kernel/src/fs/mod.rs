@@ -301,10 +301,23 @@ mod disks {
     /// `main` returns). Other threads start no new operation on a mount from here on; this
     /// waits for the one in progress, if any.
     pub fn sync_mounts() {
-        if !begin_ending() || !ANY.load(Ordering::Acquire) {
-            return;
+        if begin_ending() {
+            sync_mounts_claimed();
         }
-        write_back(&mut MOUNTS.lock(), "exit");
+    }
+
+    /// Claims the ending of the program for the running thread, as [`sync_mounts`] does, for
+    /// an ending that does other work before the write-back: false if this thread had claimed
+    /// it already; parks for good if another thread had.
+    pub fn claim_ending() -> bool {
+        begin_ending()
+    }
+
+    /// [`sync_mounts`]' write-back, for the thread that [`claim_ending`] answered true.
+    pub fn sync_mounts_claimed() {
+        if ANY.load(Ordering::Acquire) {
+            write_back(&mut MOUNTS.lock(), "exit");
+        }
     }
 
     /// Writes the mounts back as the program aborts, where that is safe: the kernel is intact

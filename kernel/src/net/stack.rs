@@ -1432,7 +1432,7 @@ pub fn wait_delivered() {
         let now = now_ns();
         if now >= deadline {
             warn!(
-                "net: the program ends with {left} connection(s) or packet(s) not delivered after {} s",
+                "net: the program ends with {left} connection(s), UDP socket(s) or tx buffer(s) not delivered after {} s",
                 ENDING_NS / 1_000_000_000
             );
             return;
