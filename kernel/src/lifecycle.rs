@@ -28,6 +28,16 @@ pub enum Request {
     Reboot = 1,
 }
 
+impl Request {
+    /// How Xen is to end the domain for this request.
+    fn reason(self) -> ShutdownReason {
+        match self {
+            Request::Poweroff => ShutdownReason::Poweroff,
+            Request::Reboot => ShutdownReason::Reboot,
+        }
+    }
+}
+
 static SUBSCRIBED: AtomicBool = AtomicBool::new(false);
 static REQUESTS: SpinLock<VecDeque<Request>> = SpinLock::new(VecDeque::new());
 /// Bumped on each request handed to the program: the futex word.
@@ -86,34 +96,20 @@ pub fn end_program(status: i32, reason: ShutdownReason) -> ! {
 }
 
 /// A toolstack request the program does not handle ends it as an exit does, on a thread of
-/// its own: the control thread's 32 KiB stack is too small for a volume's write-back.
-fn end_unhandled(request: Request) -> ! {
-    static REASON: AtomicU32 = AtomicU32::new(0);
-    extern "C" fn ender(_: *mut u8) {
-        let reason = match REASON.load(Ordering::Acquire) {
-            1 => ShutdownReason::Reboot,
-            _ => ShutdownReason::Poweroff,
-        };
-        end_program(UNHANDLED_STATUS, reason);
+/// its own: the control thread's 32 KiB stack is too small for a volume's write-back. The
+/// control thread then has nothing more to hear and returns.
+fn end_unhandled(request: Request) {
+    extern "C" fn ender(arg: *mut u8) {
+        let request = if arg as usize == Request::Reboot as usize { Request::Reboot } else { Request::Poweroff };
+        end_program(UNHANDLED_STATUS, request.reason());
     }
-    let reason = match request {
-        Request::Poweroff => ShutdownReason::Poweroff,
-        Request::Reboot => ShutdownReason::Reboot,
-    };
-    REASON.store(request as u32, Ordering::Release);
-    match crate::sched::spawn(ender, core::ptr::null_mut(), 256 << 10) {
+    match crate::sched::spawn(ender, request as usize as *mut u8, 256 << 10) {
         // SAFETY: the handle is fresh and neither joined nor detached.
         Some(t) => unsafe { crate::sched::detach(t) },
         None => {
             warn!("no memory for the ending thread: ending without writing the mounts back");
-            crate::exit_with(UNHANDLED_STATUS, reason);
+            crate::exit_with(UNHANDLED_STATUS, request.reason());
         }
-    }
-    // The ending thread powers the domain off; this one has nothing more to hear.
-    static NEVER: AtomicU32 = AtomicU32::new(0);
-    loop {
-        // SAFETY: `NEVER` is a live atomic u32 that nobody changes or wakes.
-        unsafe { crate::sched::futex_wait(NEVER.as_ptr(), 0, u64::MAX) };
     }
 }
 
@@ -177,6 +173,7 @@ extern "C" fn control(_: *mut u8) {
         } else {
             info!("the toolstack asks for {request:?}; the program does not handle it: ending it");
             end_unhandled(request);
+            return;
         }
     }
 }

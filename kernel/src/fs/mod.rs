@@ -113,8 +113,9 @@ mod disks {
     static ENDING: AtomicU64 = AtomicU64::new(0);
 
     /// Claims the ending of the program for the running thread: false if it had claimed it
-    /// already (an abort inside its own exit); parks for good if another thread had.
-    fn begin_ending() -> bool {
+    /// already (an abort inside its own exit); parks for good if another thread had. Also for
+    /// an ending that does other work before the write-back (`lifecycle::end_program`).
+    pub fn claim_ending() -> bool {
         let me = crate::sched::current_id();
         match ENDING.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
             Ok(_) => true,
@@ -301,16 +302,9 @@ mod disks {
     /// `main` returns). Other threads start no new operation on a mount from here on; this
     /// waits for the one in progress, if any.
     pub fn sync_mounts() {
-        if begin_ending() {
+        if claim_ending() {
             sync_mounts_claimed();
         }
-    }
-
-    /// Claims the ending of the program for the running thread, as [`sync_mounts`] does, for
-    /// an ending that does other work before the write-back: false if this thread had claimed
-    /// it already; parks for good if another thread had.
-    pub fn claim_ending() -> bool {
-        begin_ending()
     }
 
     /// [`sync_mounts`]' write-back, for the thread that [`claim_ending`] answered true.
@@ -326,7 +320,7 @@ mod disks {
     /// it): the volume may be half changed, and the lock is its own. With upcalls masked (a
     /// spin lock held) it must not sleep, so it only takes a free lock.
     pub fn sync_mounts_at_abort() {
-        if !begin_ending() || !ANY.load(Ordering::Acquire) {
+        if !claim_ending() || !ANY.load(Ordering::Acquire) {
             return;
         }
         if MOUNTS.held_by_me() {

@@ -733,8 +733,16 @@ impl Net {
 /// Runs `f` on the stack (starting it on first use), then polls, wakes waiters if sockets
 /// changed, and kicks the network thread if the next deadline moved earlier.
 fn with<T>(f: impl FnOnce(&mut Net) -> T) -> T {
+    with_net(true, f).expect("started on first use")
+}
+
+/// [`with`], starting the stack only if `start`: `None` when it had not started.
+fn with_net<T>(start: bool, f: impl FnOnce(&mut Net) -> T) -> Option<T> {
     let mut guard = NET.lock();
     if guard.is_none() {
+        if !start {
+            return None;
+        }
         *guard = Some(Net::start());
         spawn_thread();
     }
@@ -749,7 +757,7 @@ fn with<T>(f: impl FnOnce(&mut Net) -> T) -> T {
         KICK.fetch_add(1, Ordering::AcqRel);
         crate::sched::futex_wake(KICK.as_ptr(), 1);
     }
-    r
+    Some(r)
 }
 
 fn wake_all() {
@@ -1382,31 +1390,25 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
 /// wrote (RST when data it did not read is left). Handles stay valid, so a thread still
 /// running gets errors, not a reused handle. Nothing when the program never used sockets.
 pub fn begin_ending() {
-    let mut guard = NET.lock();
-    let Some(net) = guard.as_mut() else { return };
-    let open: Vec<(usize, SocketHandle, bool)> = net
-        .socks
-        .iter()
-        .filter_map(|s| match s {
-            Some(Sock::Tcp(t)) => Some((t.at, t.h, t.reset)),
-            _ => None,
-        })
-        .collect();
-    for (at, h, reset) in open {
-        let s = net.tcp(at, h);
-        if reset || s.recv_queue() > 0 {
-            s.abort();
-        } else {
-            s.close();
+    // The poll after it sends the FINs and RSTs; the network thread sends what follows.
+    with_net(false, |net| {
+        let open: Vec<(usize, SocketHandle, bool)> = net
+            .socks
+            .iter()
+            .filter_map(|s| match s {
+                Some(Sock::Tcp(t)) => Some((t.at, t.h, t.reset)),
+                _ => None,
+            })
+            .collect();
+        for (at, h, reset) in open {
+            let s = net.tcp(at, h);
+            if reset || s.recv_queue() > 0 {
+                s.abort();
+            } else {
+                s.close();
+            }
         }
-    }
-    let (changed, _) = net.poll();
-    drop(guard);
-    if changed {
-        wake_all();
-    }
-    KICK.fetch_add(1, Ordering::AcqRel);
-    crate::sched::futex_wake(KICK.as_ptr(), 1);
+    });
 }
 
 /// Waits (for [`ENDING_NS`] at most) until what the program gave its sockets on the vif has
@@ -1417,15 +1419,8 @@ pub fn begin_ending() {
 pub fn wait_delivered() {
     let deadline = now_ns().saturating_add(ENDING_NS);
     loop {
-        let left = {
-            let mut guard = NET.lock();
-            let Some(net) = guard.as_mut() else { return };
-            let (changed, _) = net.poll();
-            if changed {
-                wake_all();
-            }
-            net.undelivered()
-        };
+        // Counted before the poll `with_net` makes after it; the next round sees that poll's.
+        let left = with_net(false, Net::undelivered).unwrap_or(0);
         if left == 0 {
             return;
         }

@@ -304,15 +304,7 @@ fn http(port: u16, requests: usize) {
     println!("http listening on {port}");
     for _ in 0..requests {
         let (mut s, _) = l.accept().unwrap();
-        let mut req = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            req.extend_from_slice(&buf[..n]);
-        }
+        let req = read_head(&mut s);
         let text = String::from_utf8_lossy(&req);
         let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
         let body: Vec<u8> = match path.strip_prefix("/big?bytes=") {
@@ -327,17 +319,13 @@ fn http(port: u16, requests: usize) {
         s.write_all(&body).unwrap();
         s.shutdown(Shutdown::Write).unwrap();
         // Let the client close first, so the guest's side ends cleanly.
-        let _ = s.read(&mut buf);
+        let _ = s.read(&mut [0u8; 1024]);
         println!("served {path} ({} bytes)", body.len());
     }
 }
 
-/// Answers one request with `bytes` of the pattern and ends the program at once, the
-/// connection open and its data in the send buffer.
-fn exit_sending(port: u16, bytes: usize) {
-    let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
-    println!("http listening on {port}");
-    let (mut s, _) = l.accept().unwrap();
+/// Reads an HTTP request's head (up to the blank line, or the end of the stream).
+fn read_head(s: &mut TcpStream) -> Vec<u8> {
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -346,6 +334,16 @@ fn exit_sending(port: u16, bytes: usize) {
             n => req.extend_from_slice(&buf[..n]),
         }
     }
+    req
+}
+
+/// Answers one request with `bytes` of the pattern and ends the program at once, the
+/// connection open and its data in the send buffer.
+fn exit_sending(port: u16, bytes: usize) {
+    let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    println!("http listening on {port}");
+    let (mut s, _) = l.accept().unwrap();
+    read_head(&mut s);
     let body: Vec<u8> = (0..bytes).map(pattern).collect();
     let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {bytes}\r\nConnection: close\r\n\r\n");
     s.write_all(head.as_bytes()).unwrap();
