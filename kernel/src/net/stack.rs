@@ -55,10 +55,17 @@ pub mod errno {
 }
 use errno::*;
 
-/// Each TCP socket's receive buffer.
-const TCP_BUF: usize = 64 << 10;
-/// Each TCP socket's send buffer: twice [`TCP_BUF`], so that a bulk sender has a coalesced
-/// packet in flight while it fills the next (`docs/net.md`, "Offloads": with 64 KiB, 23
+/// A TCP socket's receive buffer while at least half the guest's memory is free. 256 KiB
+/// (window scaling, shift 3) lets dom0 send GSO packets as large as to a Linux guest and the
+/// stack ACK every second one; with 64 KiB the window, halved by each packet and restored by
+/// the read, made smoltcp ACK every packet and capped dom0's packets near 31 KB
+/// (`docs/net.md`, "TCP/IP: throughput").
+const TCP_BUF: usize = 256 << 10;
+/// A TCP socket's receive buffer when more than half the guest's memory is in use, so that
+/// many connections still fit.
+const TCP_BUF_LOW: usize = 64 << 10;
+/// Each TCP socket's send buffer: 128 KiB, so that a bulk sender has a coalesced packet in
+/// flight while it fills the next (`docs/net.md`, "Offloads": with 64 KiB, 23
 /// segments a GSO packet and dom0 122 ms of CPU a MB; with 128 KiB, 31 and 92).
 const TCP_TX_BUF: usize = 128 << 10;
 /// Each UDP socket's payload buffers, and the datagrams each holds.
@@ -69,7 +76,7 @@ const UDP_PACKETS: usize = 32;
 /// one socket listening); `listen`'s backlog lowers it. A SYN beyond it is answered with RST.
 /// 128, the backlog std's `TcpListener::bind` asks for, as on Linux (with 32, the 34th of 100
 /// connections opened at once was refused). The pool grows only as SYNs come (each socket with
-/// its [`TCP_BUF`] buffers), so an idle listener holds one socket per interface.
+/// its buffers), so an idle listener holds one socket per interface.
 const POOL: usize = 128;
 /// How long a program's connect to a vif address waits for DHCP to give an address.
 const DHCP_WAIT_NS: u64 = 15_000_000_000;
@@ -710,8 +717,9 @@ impl Net {
     }
 
     fn new_tcp() -> tcp::Socket<'static> {
-        let mut s =
-            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; TCP_BUF]), tcp::SocketBuffer::new(vec![0; TCP_TX_BUF]));
+        let (total, used) = crate::mm::frame_counts();
+        let rx = if used * 2 <= total { TCP_BUF } else { TCP_BUF_LOW };
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; TCP_TX_BUF]));
         s.set_nagle_enabled(true);
         s
     }

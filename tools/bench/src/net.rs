@@ -214,6 +214,8 @@ fn build(bench: &Bench, cargo: &str) -> Result<Guests> {
 struct Measured {
     /// Requests per second, by figure.
     rps: BTreeMap<String, f64>,
+    /// Requests answered, by figure.
+    requests: BTreeMap<String, f64>,
     /// Failed requests, by figure.
     errors: BTreeMap<String, u64>,
     /// Concurrent connections of the "keepalive" figure.
@@ -224,8 +226,11 @@ struct Measured {
     mem: BTreeMap<u64, f64>,
     /// CPU seconds of dom0 and the guest over the load generator's run (xl list).
     cpu: Option<(f64, f64)>,
-    /// CPU seconds of dom0 and the guest during each bulk transfer, by direction.
-    bulk_cpu: BTreeMap<String, (f64, f64)>,
+    /// CPU seconds of dom0 and the guest during each phase (request rates, bulk transfers).
+    phase_cpu: BTreeMap<String, (f64, f64)>,
+    /// dom0's counts during each phase: packets from the guest, packets
+    /// to it, the vif's interrupts.
+    phase_vif: BTreeMap<String, [f64; 3]>,
     /// The frontend's offload features as it wrote them in xenstore.
     features: Option<String>,
     done: bool,
@@ -261,6 +266,7 @@ fn measure(side: usize, result: &JobResult) -> Measured {
             "rps" => {
                 if let (Some(name), Some(n), Some(ns)) = (fields.get("name"), number("requests"), number("ns")) {
                     m.rps.insert((*name).to_owned(), n / (ns.max(1.0) / 1e9));
+                    m.requests.insert((*name).to_owned(), n);
                     m.errors.insert((*name).to_owned(), number("errors").unwrap_or(0.0) as u64);
                     if *name == "keepalive" {
                         m.concurrent = number("conns").map(|c| c as u64);
@@ -281,7 +287,14 @@ fn measure(side: usize, result: &JobResult) -> Measured {
             }
             "cpu" if fields.contains_key("phase") => {
                 if let (Some(phase), Some(d), Some(g)) = (fields.get("phase"), number("dom0"), number("guest")) {
-                    m.bulk_cpu.insert((*phase).to_owned(), (d, g));
+                    m.phase_cpu.insert((*phase).to_owned(), (d, g));
+                }
+            }
+            "vif" => {
+                if let (Some(phase), Some(f), Some(t), Some(i)) =
+                    (fields.get("phase"), number("from_guest"), number("to_guest"), number("irqs"))
+                {
+                    m.phase_vif.insert((*phase).to_owned(), [f, t, i]);
                 }
             }
             "cpu" => {
@@ -396,10 +409,35 @@ impl Report<'_> {
             cpu(1, 1),
             cpu(1, 0)
         ));
+        for (key, name) in RPS {
+            let per_request = |side: usize, which: usize| {
+                let v = self.values(side, &|m: &Measured| {
+                    let (d, g) = *m.phase_cpu.get(key)?;
+                    Some(if which == 0 { d } else { g } * 1e6 / m.requests.get(key)?.max(1.0))
+                });
+                summarize(&v).map_or("no data".into(), |s| format!("{:.0}", s.median))
+            };
+            notes.push(format!(
+                "{name}, CPU us per request (xl list, medians): Xen guest {}, its dom0 {}; Linux guest {}, \
+                 its dom0 {}",
+                per_request(0, 1),
+                per_request(0, 0),
+                per_request(1, 1),
+                per_request(1, 0)
+            ));
+            let vif = |side: usize, which: usize| {
+                let v = self.values(side, &|m: &Measured| {
+                    Some(m.phase_vif.get(key)?[which] / m.requests.get(key)?.max(1.0))
+                });
+                summarize(&v).map_or("n/a".into(), |s| format!("{:.2}", s.median))
+            };
+            let side = |s: usize| format!("{} packets from the guest, {} to it, {} interrupts", vif(s, 0), vif(s, 1), vif(s, 2));
+            notes.push(format!("{name}, per request at dom0's end of the vif (medians): Xen {}; Linux domU {}", side(0), side(1)));
+        }
         for (key, name) in BULK {
             let per_mb = |side: usize, which: usize| {
                 let v = self.values(side, &|m: &Measured| {
-                    let (d, g) = *m.bulk_cpu.get(key)?;
+                    let (d, g) = *m.phase_cpu.get(key)?;
                     Some(if which == 0 { d } else { g } * 1e3 / (f64::from(self.options.mib) * 1.048_576))
                 });
                 summarize(&v).map_or("no data".into(), |s| format!("{:.0}", s.median))
@@ -411,6 +449,21 @@ impl Report<'_> {
                 per_mb(0, 0),
                 per_mb(1, 1),
                 per_mb(1, 0)
+            ));
+            let vif_per_mb = |side: usize, which: usize| {
+                let v = self.values(side, &|m: &Measured| {
+                    Some(m.phase_vif.get(key)?[which] / (f64::from(self.options.mib) * 1.048_576))
+                });
+                summarize(&v).map_or("n/a".into(), |s| format!("{:.0}", s.median))
+            };
+            let side = |s: usize| {
+                format!("{} packets from the guest, {} to it, {} interrupts", vif_per_mb(s, 0), vif_per_mb(s, 1), vif_per_mb(s, 2))
+            };
+            notes.push(format!(
+                "{name}, per MB at dom0's end of the vif (medians; a GSO packet counts one): Xen {}; \
+                 Linux domU {}",
+                side(0),
+                side(1)
             ));
         }
         let features = |side: usize| {
@@ -488,7 +541,7 @@ mod tests {
         assert_eq!(m.bulk["to_guest"], 1_000_000.0);
         assert_eq!(m.mem[&100], 3_145_728.0);
         assert_eq!(m.cpu, Some((2.0, 1.5)));
-        assert_eq!(m.bulk_cpu["to_guest"], (1.5, 0.5));
+        assert_eq!(m.phase_cpu["to_guest"], (1.5, 0.5));
         result.driver[5] = "xbench bulk dir=from_guest bytes=1000000 ns=2000000000 sum=00fe bad".into();
         assert!(measure(1, &result).failure().unwrap().contains("intact"));
         result.driver.truncate(5);

@@ -14,7 +14,10 @@
 //!     xbench rps name=keepalive1 conns=1 requests=N errors=E ns=T
 //!     xbench bulk dir=from_guest bytes=N ns=T sum=HEX ok
 //!     xbench mem conns=0 used=BYTES
-//!     xbench cpu phase=from_guest dom0=SECONDS guest=SECONDS   (with domid=: xl's view)
+//!     xbench cpu phase=from_guest dom0=SECONDS guest=SECONDS   (with domid=: xl's view; also
+//!         for each request-rate phase)
+//!     xbench vif phase=from_guest from_guest=PACKETS to_guest=PACKETS irqs=N   (with domid=:
+//!         dom0's counters of the guest's vif: netback's packets each way, its interrupts)
 //!     xbench done
 //!     xbench failed WHY
 
@@ -302,14 +305,68 @@ fn cpu_seconds(domid: u64) -> Option<(f64, f64)> {
     Some((time(0)?, time(domid)?))
 }
 
-/// Runs `f`, then prints the CPU seconds dom0 and the guest spent meanwhile.
+/// dom0's counters of the guest's vif 0: packets netback took from the guest, packets it gave
+/// the guest (one each for a GSO packet), and the interrupts of the vif's event channels.
+fn vif_counters(domid: u64) -> Option<[u64; 3]> {
+    let dir = format!("/sys/class/net/vif{domid}.0/statistics");
+    let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).ok()?.trim().parse::<u64>().ok();
+    // dom0's rx is what the guest sent.
+    let (from_guest, to_guest) = (read("rx_packets")?, read("tx_packets")?);
+    let table = std::fs::read_to_string("/proc/interrupts").ok()?;
+    let name = format!("vif{domid}.0");
+    let irqs = table
+        .lines()
+        .filter(|l| l.split_whitespace().last().is_some_and(|n| n.starts_with(&name)))
+        .map(|l| l.split_whitespace().skip(1).map_while(|w| w.parse::<u64>().ok()).sum::<u64>())
+        .sum();
+    Some([from_guest, to_guest, irqs])
+}
+
+/// dom0's TCP counters (`Tcp:` of /proc/net/snmp, `TcpExt:` of /proc/net/netstat), by name.
+fn tcp_counters() -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for file in ["/proc/net/snmp", "/proc/net/netstat"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks_exact(2) {
+            let (names, values) = (pair[0].split_whitespace(), pair[1].split_whitespace());
+            if pair[0].starts_with("Tcp:") || pair[0].starts_with("TcpExt:") {
+                for (n, v) in names.zip(values).skip(1) {
+                    if let Ok(v) = v.parse() {
+                        out.insert(n.to_owned(), v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f`, then prints the CPU seconds dom0 and the guest spent meanwhile and dom0's counts of
+/// the vif's packets and interrupts.
 fn with_cpu(plan: &Plan, phase: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let before = plan.domid.and_then(cpu_seconds);
+    let vif_before = plan.domid.and_then(vif_counters);
+    let tcp_before = tcp_counters();
     f()?;
+    let moved: Vec<String> = tcp_counters()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let d = v - tcp_before.get(&k).copied().unwrap_or(0);
+            (d != 0 && !k.starts_with("Rto") && k != "MaxConn" && k != "CurrEstab").then(|| format!("{k}={d}"))
+        })
+        .collect();
+    println!("xbench tcpstat phase={phase} {}", moved.join(" "));
     if let (Some(id), Some(b)) = (plan.domid, before)
         && let Some(a) = cpu_seconds(id)
     {
         println!("xbench cpu phase={phase} dom0={:.1} guest={:.1}", a.0 - b.0, a.1 - b.1);
+    }
+    if let (Some(id), Some(b)) = (plan.domid, vif_before)
+        && let Some(a) = vif_counters(id)
+    {
+        let [f, t, i] = [0, 1, 2].map(|k| a[k] - b[k]);
+        println!("xbench vif phase={phase} from_guest={f} to_guest={t} irqs={i}");
     }
     Ok(())
 }
@@ -324,9 +381,9 @@ fn run(plan: &Plan) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     memory(plan, 0)?;
-    rps(plan, "keepalive1", 1, false);
-    rps(plan, "keepalive", plan.concurrent, false);
-    rps(plan, "close1", 1, true);
+    with_cpu(plan, "keepalive1", || Ok(rps(plan, "keepalive1", 1, false)))?;
+    with_cpu(plan, "keepalive", || Ok(rps(plan, "keepalive", plan.concurrent, false)))?;
+    with_cpu(plan, "close1", || Ok(rps(plan, "close1", 1, true)))?;
     if plan.bulk_bytes > 0 {
         with_cpu(plan, "from_guest", || from_guest(plan))?;
         with_cpu(plan, "to_guest", || to_guest(plan))?;
