@@ -596,6 +596,38 @@ impl Netfront {
         Ok(Some(frame.len()))
     }
 
+    /// The end of one of the stack's polls. The pending packet goes now unless it is a TCP
+    /// packet that the next poll's segments may still continue (open, room for a segment)
+    /// while another packet is in flight: then it waits for that packet's completion, whose
+    /// event is asked for, as Linux's TCP holds a small send while the device has earlier
+    /// ones (autocorking). A bulk send's polls each add what the program wrote meanwhile; held,
+    /// they go out as one packet instead of one packet a poll. A packet with nothing in flight
+    /// before it (a request, an answer) is never held.
+    fn end_of_poll(&mut self) {
+        let growing = self.tx_pending.as_ref().is_some_and(|p| p.co.is_some_and(|co| co.may_grow()));
+        if growing && self.usable().is_ok() {
+            loop {
+                if self.reap_tx().is_err() {
+                    break;
+                }
+                let held = self.tx_pending.as_ref().map_or(0, |p| p.count as u32);
+                if self.tx_ids.count() <= held {
+                    break;
+                }
+                match self.tx.final_check() {
+                    // Asked for an event at the next completion, and none came meanwhile.
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(e) => {
+                        self.fail(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.flush_tx();
+    }
+
     /// Appends `bytes` to `p`, taking buffers as pages fill (the coalescer's limit keeps the
     /// packet within `MAX_TX_SLOTS` pages, and `stack_can_send` left two buffers free).
     fn append(&mut self, p: &mut TxPending, mut bytes: &[u8]) {
@@ -735,11 +767,13 @@ pub fn stack_send(index: u32, frame: &[u8]) -> Result<Option<usize>, NetError> {
     stack_slot(&mut devices, index)?.stack_send(frame)
 }
 
-/// Sends the packet the stack's frames of this poll were coalesced into.
+/// At the end of the stack's poll: sends the packet its frames were coalesced into, or holds
+/// it while it may still grow and an earlier packet is in flight (below,
+/// `Netfront::end_of_poll`).
 pub fn stack_flush(index: u32) {
     let mut devices = DEVICES.lock();
     if let Ok(dev) = stack_slot(&mut devices, index) {
-        dev.flush_tx();
+        dev.end_of_poll();
     }
 }
 

@@ -321,6 +321,11 @@ impl Coalescer {
         Join::Append(seg.header)
     }
 
+    /// Whether another segment of the MSS may still join.
+    pub fn may_grow(&self) -> bool {
+        !self.closed && self.header_len + self.payload + self.mss <= self.limit
+    }
+
     /// Segments counted in.
     pub fn segments(&self) -> usize {
         self.segments
@@ -518,6 +523,7 @@ mod tests {
         assert_eq!((co.segments(), co.mss(), co.len()), (3, MSS as u16, 54 + 2 * MSS + 100));
         let d = tcp_frame(1000 + 2 * MSS as u32 + 100, TCP_FLAG_ACK, &payload(MSS, 4));
         assert_eq!(co.join(&d), Join::No, "nothing after PSH");
+        assert!(!co.may_grow(), "closed by PSH");
         // The packet as the backend gets it: one header, the payloads in order, valid IP
         // header, the pseudo-header sum over the whole length in the TCP checksum field.
         let mut packet = vec![0u8; co.len()];
@@ -570,9 +576,12 @@ mod tests {
         }
         // A short segment ends the packet; a limit bounds it.
         let mut co = start();
+        assert!(co.may_grow());
         assert_eq!(co.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(10, 2))), Join::Append(54));
         assert_eq!(co.join(&tcp_frame(next + 10, TCP_FLAG_ACK, &payload(MSS, 2))), Join::No);
+        assert!(!co.may_grow(), "after a short segment");
         let mut small = Coalescer::start(&a, 54 + 2 * MSS - 1).unwrap();
+        assert!(!small.may_grow(), "no room for another segment");
         assert_eq!(small.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2))), Join::No);
         // Bytes after the IP packet (padding) neither join nor start one.
         let mut padded = tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2));

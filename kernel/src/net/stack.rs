@@ -55,19 +55,20 @@ pub mod errno {
 }
 use errno::*;
 
-/// A TCP socket's receive buffer while at least half the guest's memory is free. 256 KiB
+/// A TCP socket's receive and send buffers while the interface's TCP sockets hold less than
+/// [`TCP_BUDGET_SHARE`] of the guest's memory and at least half of it is free. 256 KiB
 /// (window scaling, shift 3) lets dom0 send GSO packets as large as to a Linux guest and the
-/// stack ACK every second one; with 64 KiB the window, halved by each packet and restored by
-/// the read, made smoltcp ACK every packet and capped dom0's packets near 31 KB
-/// (`docs/net.md`, "TCP/IP: throughput").
+/// stack ACK every second one: with 64 KiB every packet halved the window and the read
+/// restored it, so smoltcp ACKed each packet and dom0's packets stayed near 31 KB. Sent, 256
+/// KiB lets each 64 KiB write go out as one GSO packet (`docs/net.md`, "TCP/IP: throughput").
 const TCP_BUF: usize = 256 << 10;
-/// A TCP socket's receive buffer when more than half the guest's memory is in use, so that
-/// many connections still fit.
-const TCP_BUF_LOW: usize = 64 << 10;
-/// Each TCP socket's send buffer: 128 KiB, so that a bulk sender has a coalesced packet in
-/// flight while it fills the next (`docs/net.md`, "Offloads": with 64 KiB, 23
-/// segments a GSO packet and dom0 122 ms of CPU a MB; with 128 KiB, 31 and 92).
-const TCP_TX_BUF: usize = 128 << 10;
+/// Otherwise a socket gets 64 KiB to receive and 128 KiB to send, so that many connections
+/// still fit (the budget is to socket buffers what Linux's `tcp_mem` pressure is).
+const TCP_RX_SMALL: usize = 64 << 10;
+const TCP_TX_SMALL: usize = 128 << 10;
+/// The share of the guest's memory (1/N) the large buffers of one interface's TCP sockets may
+/// take together: with 128 MiB, 32 sockets.
+const TCP_BUDGET_SHARE: usize = 8;
 /// Each UDP socket's payload buffers, and the datagrams each holds.
 const UDP_BUF: usize = 64 << 10;
 const UDP_PACKETS: usize = 32;
@@ -359,7 +360,7 @@ fn refill_pool(
     });
     let listening = pool.iter().any(|&h| set.get::<tcp::Socket>(h).state() == tcp::State::Listen);
     if !listening && pool.len() < pool_size {
-        let mut s = Net::new_tcp();
+        let mut s = Net::new_tcp(set);
         s.set_hop_limit(hop_limit);
         if s.listen(IpListenEndpoint { addr, port }).is_ok() {
             pool.push(set.add(s));
@@ -716,10 +717,19 @@ impl Net {
         Err(EADDRINUSE)
     }
 
-    fn new_tcp() -> tcp::Socket<'static> {
-        let (total, used) = crate::mm::frame_counts();
-        let rx = if used * 2 <= total { TCP_BUF } else { TCP_BUF_LOW };
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; TCP_TX_BUF]));
+    /// A TCP socket for `set`, its buffers sized by the budget ([`TCP_BUF`]).
+    fn new_tcp(set: &SocketSet<'static>) -> tcp::Socket<'static> {
+        let (frames, used) = crate::mm::frame_counts();
+        let held: usize = set
+            .iter()
+            .filter_map(|(_, s)| match s {
+                smoltcp::socket::Socket::Tcp(t) => Some(t.recv_capacity() + t.send_capacity()),
+                _ => None,
+            })
+            .sum();
+        let large = used * 2 <= frames && held + 2 * TCP_BUF <= frames * 4096 / TCP_BUDGET_SHARE;
+        let (rx, tx) = if large { (TCP_BUF, TCP_BUF) } else { (TCP_RX_SMALL, TCP_TX_SMALL) };
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; tx]));
         s.set_nagle_enabled(true);
         s
     }
@@ -731,7 +741,7 @@ impl Net {
         port: u16,
         hop: Option<u8>,
     ) -> Result<SocketHandle, i32> {
-        let mut s = Self::new_tcp();
+        let mut s = Self::new_tcp(self.set(at));
         s.set_hop_limit(hop);
         s.listen(IpListenEndpoint { addr, port }).map_err(|_| EINVAL)?;
         Ok(self.set(at).add(s))
@@ -856,7 +866,7 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
     let h = with(|net| -> Result<i64, i32> {
         let local = Net::take_port(&mut net.tcp_ports, 0)?;
         let (iface, set) = net.parts(at).ok_or(ENETUNREACH)?;
-        let mut s = Net::new_tcp();
+        let mut s = Net::new_tcp(set);
         if let Err(e) = s.connect(iface.context(), IpEndpoint::new(addr, port), local) {
             net.tcp_ports.remove(&local);
             return Err(match e {
@@ -1415,6 +1425,18 @@ pub fn begin_ending() {
             } else {
                 s.close();
             }
+        }
+        // Connections a listener holds that the program never accepted are reset, as Linux
+        // resets a closed listener's queue; the pools take no new SYN.
+        let mut pending = Vec::new();
+        for sock in net.socks.iter_mut().flatten() {
+            if let Sock::Listener(l) = sock {
+                l.pool_size = 0;
+                pending.extend(l.pools.iter().flat_map(|(at, pool)| pool.iter().map(move |&h| (*at, h))));
+            }
+        }
+        for (at, h) in pending {
+            net.tcp(at, h).abort();
         }
     });
 }

@@ -6,7 +6,8 @@
 //!                               line that comes back; then connect_timeout to NOBODY
 //!     sockets http PORT N       serves N HTTP/1.1 requests on PORT: `/` a page, `/big?bytes=N`
 //!                               N bytes of a pattern
-//!     sockets exit_sending PORT BYTES  answers one HTTP request with BYTES of the pattern,
+//!     sockets exit_sending PORT BYTES  answers one HTTP request with BYTES of the pattern
+//!                                      (PORT + 1 listens and never accepts),
 //!                               then calls process::exit with the connection still open: the
 //!                               client must still get every byte and the end (as on Linux)
 //!     sockets dns PORT N        answers N DNS queries for A records on UDP PORT with
@@ -338,9 +339,11 @@ fn read_head(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Answers one request with `bytes` of the pattern and ends the program at once, the
-/// connection open and its data in the send buffer.
+/// connection open and its data in the send buffer; a second listener on `port + 1` holds
+/// connections it never accepts, which the end must reset.
 fn exit_sending(port: u16, bytes: usize) {
     let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    let _never_accepted = TcpListener::bind(("0.0.0.0", port + 1)).unwrap();
     println!("http listening on {port}");
     let (mut s, _) = l.accept().unwrap();
     read_head(&mut s);

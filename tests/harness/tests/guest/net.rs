@@ -160,13 +160,23 @@ echo \"big $(wc -c < /tmp/big-$JOB) $(sha256sum < /tmp/big-$JOB | cut -d' ' -f1)
 "
 );
 
-/// dom0 fetches the body the `exit_sending` guest writes just before it exits.
+/// dom0 fetches the body the `exit_sending` guest writes just before it exits, with a
+/// connection to the listener that never accepts open meanwhile (its `nc` ends only if the
+/// guest resets it: its stdin, a fifo held open, never ends).
 pub const WGET_EXIT: &str = with_dhcp!(
     "10.99.0.30",
     "wait_output 'http listening' 30
 has_lease
+mkfifo /tmp/hold-$JOB
+nc 10.99.0.30 8081 < /tmp/hold-$JOB > /tmp/pending-$JOB 2>&1 &
+PENDING=$!
+exec 7> /tmp/hold-$JOB
+sleep 1
 wget -q -O /tmp/exit-$JOB http://10.99.0.30:8080/ || echo \"wget failed: $?\"
 echo \"body $(wc -c < /tmp/exit-$JOB) $(sha256sum < /tmp/exit-$JOB | cut -d' ' -f1)\"
+sleep 1
+if kill -0 $PENDING 2>/dev/null; then echo 'pending connection still open'; kill $PENDING; else echo \"pending connection ended: $(cat /tmp/pending-$JOB)\"; fi
+exec 7>&-
 "
 );
 
@@ -237,6 +247,8 @@ fn data_written_just_before_exit_reaches_the_peer() {
     let expected = format!("body 1000000 {}", sha256_of(&body));
     assert!(r.driver_output.contains(&expected), "want {expected:?} in {}", r.driver_output);
     assert!(!r.driver_output.contains("wget failed"), "{}", r.driver_output);
+    // A connection the program never accepted is reset, not left to time out.
+    assert!(r.driver_output.contains("pending connection ended"), "{}", r.driver_output);
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //!     xbench mem conns=0 used=BYTES
 //!     xbench cpu phase=from_guest dom0=SECONDS guest=SECONDS   (with domid=: xl's view; also
 //!         for each request-rate phase)
+//!     xbench dom0ticks phase=from_guest user=N system=N ... (dom0's /proc/stat, clock ticks)
 //!     xbench vif phase=from_guest from_guest=PACKETS to_guest=PACKETS irqs=N   (with domid=:
 //!         dom0's counters of the guest's vif: netback's packets each way, its interrupts)
 //!     xbench done
@@ -342,13 +343,34 @@ fn tcp_counters() -> std::collections::BTreeMap<String, i64> {
     out
 }
 
+/// dom0's CPU time so far by kind, in clock ticks (the `cpu` line of /proc/stat): user, nice,
+/// system, idle, iowait, irq, softirq, steal.
+fn dom0_ticks() -> Option<[u64; 8]> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut fields = stat.lines().next()?.split_whitespace().skip(1).map(|w| w.parse::<u64>().ok());
+    let mut out = [0; 8];
+    for slot in &mut out {
+        *slot = fields.next()??;
+    }
+    Some(out)
+}
+
 /// Runs `f`, then prints the CPU seconds dom0 and the guest spent meanwhile and dom0's counts of
 /// the vif's packets and interrupts.
 fn with_cpu(plan: &Plan, phase: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let before = plan.domid.and_then(cpu_seconds);
     let vif_before = plan.domid.and_then(vif_counters);
     let tcp_before = tcp_counters();
+    let ticks_before = dom0_ticks();
     f()?;
+    if let (Some(b), Some(a)) = (ticks_before, dom0_ticks()) {
+        let d: Vec<String> = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+            .iter()
+            .zip(a.iter().zip(b))
+            .map(|(name, (a, b))| format!("{name}={}", a - b))
+            .collect();
+        println!("xbench dom0ticks phase={phase} {}", d.join(" "));
+    }
     let moved: Vec<String> = tcp_counters()
         .into_iter()
         .filter_map(|(k, v)| {
