@@ -89,6 +89,9 @@ const ENDING_POLL_NS: u64 = 2_000_000;
 /// How long a closed connection may take to say goodbye (FIN, data in flight) before it is
 /// aborted.
 const LINGER_NS: u64 = 30_000_000_000;
+/// How long an aborted connection is kept for its RST to go (tx buffers all in flight, a
+/// broken device) before it is dropped without.
+const RST_GRACE_NS: u64 = 1_000_000_000;
 /// Ephemeral ports, as Linux's default `ip_local_port_range` ends.
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 49152..=65535;
 
@@ -327,6 +330,13 @@ fn egress_digest(set: &SocketSet<'static>) -> u64 {
     digest
 }
 
+/// Whether a TCP socket is done with: closed and with nothing left to send. An aborted socket
+/// is closed but keeps its peer until smoltcp has sent the RST (then it forgets it); removed
+/// before, the RST never goes and the peer waits for a connection that is gone.
+fn gone(s: &tcp::Socket<'_>) -> bool {
+    s.state() == tcp::State::Closed && s.remote_endpoint().is_none()
+}
+
 /// Keeps one listening socket in each pool of `at`'s listeners (a listening socket that took a
 /// SYN is a pending connection, and one that failed is dropped), up to the listener's backlog.
 fn refill_listeners(socks: &mut [Option<Sock>], at: usize, set: &mut SocketSet<'static>) {
@@ -351,7 +361,7 @@ fn refill_pool(
     pool_size: usize,
 ) {
     pool.retain(|&h| {
-        if set.get::<tcp::Socket>(h).state() == tcp::State::Closed {
+        if gone(set.get::<tcp::Socket>(h)) {
             set.remove(h);
             false
         } else {
@@ -565,11 +575,12 @@ impl Net {
     fn poll(&mut self) -> (bool, Option<u64>) {
         let now = instant();
         let (mut changed, mut busy) = self.lo.poll(LO, &mut self.socks, now);
+        let mut held = None;
         if let Some(vif) = self.vif.as_mut() {
             vif.dev.tx_full = false;
             let (c, b) = vif.poll(VIF, &mut self.socks, now);
-            // The segments of this poll that netfront coalesced go out now.
-            netfront::stack_flush(vif.dev.index);
+            // The segments of this poll that netfront coalesced go out now, or by `held`.
+            held = netfront::stack_flush(vif.dev.index);
             changed |= c;
             busy |= b;
         }
@@ -589,7 +600,11 @@ impl Net {
         if busy {
             next = Some(Duration::ZERO);
         }
-        (changed, next.map(|d| now_ns().saturating_add(d.total_micros() * 1000)))
+        let next = next.map(|d| now_ns().saturating_add(d.total_micros() * 1000));
+        (changed, match (next, held) {
+            (Some(n), Some(h)) => Some(n.min(h)),
+            (n, h) => n.or(h),
+        })
     }
 
     fn dhcp_events(&mut self) -> bool {
@@ -632,14 +647,14 @@ impl Net {
         while i < self.orphans.len() {
             let (at, h, until) = self.orphans[i];
             let s = self.tcp(at, h);
-            let done = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait);
-            if done || now >= until {
-                if !done {
-                    s.abort();
-                }
+            let done = gone(s) || s.state() == tcp::State::TimeWait;
+            if done || now >= until.saturating_add(RST_GRACE_NS) {
                 self.set(at).remove(h);
                 self.orphans.swap_remove(i);
             } else {
+                if now >= until && s.state() != tcp::State::Closed {
+                    s.abort();
+                }
                 i += 1;
             }
         }
@@ -1432,11 +1447,15 @@ pub fn begin_ending() {
         for sock in net.socks.iter_mut().flatten() {
             if let Sock::Listener(l) = sock {
                 l.pool_size = 0;
-                pending.extend(l.pools.iter().flat_map(|(at, pool)| pool.iter().map(move |&h| (*at, h))));
+                for (at, pool) in &mut l.pools {
+                    pending.extend(pool.drain(..).map(|h| (*at, h)));
+                }
             }
         }
+        let now = now_ns();
         for (at, h) in pending {
             net.tcp(at, h).abort();
+            net.orphans.push((at, h, now));
         }
     });
 }
@@ -1478,7 +1497,9 @@ impl Net {
         for (_, socket) in vif.set.iter() {
             left += match socket {
                 smoltcp::socket::Socket::Tcp(t) => {
-                    matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck) as usize
+                    let rst = t.state() == tcp::State::Closed && t.remote_endpoint().is_some();
+                    (rst || matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck))
+                        as usize
                 }
                 smoltcp::socket::Socket::Udp(u) => (u.send_queue() > 0) as usize,
                 _ => 0,
