@@ -366,6 +366,47 @@ impl Report<'_> {
         ([name.to_owned(), show(xen), show(linux), format!("Xen / Linux >= {target:.2}"), distance], note)
     }
 
+    /// The notes on one phase: CPU per unit of work (`per`, counted by `units`) and dom0's counts
+    /// of the vif per unit, medians of each side.
+    fn phase_notes(
+        &self,
+        key: &str,
+        name: &str,
+        per: &str,
+        time_unit: &str,
+        scale: f64,
+        digits: usize,
+        units: impl Fn(&Measured) -> Option<f64>,
+    ) -> [String; 2] {
+        let median = |side: usize, f: &dyn Fn(&Measured) -> Option<f64>, digits: usize| {
+            summarize(&self.values(side, &|m: &Measured| Some(f(m)? / units(m)?)))
+                .map_or("n/a".into(), |s| format!("{:.digits$}", s.median))
+        };
+        let cpu = |side: usize, which: usize| {
+            median(side, &|m: &Measured| m.phase_cpu.get(key).map(|c| if which == 0 { c.0 } else { c.1 } * scale), 0)
+        };
+        let vif = |side: usize| {
+            let count = |which: usize| median(side, &|m: &Measured| Some(m.phase_vif.get(key)?[which]), digits);
+            format!("{} packets from the guest, {} to it, {} interrupts", count(0), count(1), count(2))
+        };
+        [
+            format!(
+                "{name}, CPU {time_unit} per {per} (xl list, medians): Xen guest {}, its dom0 {}; Linux guest \
+                 {}, its dom0 {}",
+                cpu(0, 1),
+                cpu(0, 0),
+                cpu(1, 1),
+                cpu(1, 0)
+            ),
+            format!(
+                "{name}, per {per} at dom0's end of the vif (medians; a GSO packet counts one): Xen {}; \
+                 Linux domU {}",
+                vif(0),
+                vif(1)
+            ),
+        ]
+    }
+
     fn render(&self, heading: &str) -> (String, bool) {
         let mut complete = true;
         let mut rows = vec![["figure", "Xen", "Linux domU", "target", "distance"].map(String::from)];
@@ -409,62 +450,13 @@ impl Report<'_> {
             cpu(1, 1),
             cpu(1, 0)
         ));
+        let mb = f64::from(self.options.mib) * 1.048_576;
         for (key, name) in RPS {
-            let per_request = |side: usize, which: usize| {
-                let v = self.values(side, &|m: &Measured| {
-                    let (d, g) = *m.phase_cpu.get(key)?;
-                    Some(if which == 0 { d } else { g } * 1e6 / m.requests.get(key)?.max(1.0))
-                });
-                summarize(&v).map_or("no data".into(), |s| format!("{:.0}", s.median))
-            };
-            notes.push(format!(
-                "{name}, CPU us per request (xl list, medians): Xen guest {}, its dom0 {}; Linux guest {}, \
-                 its dom0 {}",
-                per_request(0, 1),
-                per_request(0, 0),
-                per_request(1, 1),
-                per_request(1, 0)
-            ));
-            let vif = |side: usize, which: usize| {
-                let v = self.values(side, &|m: &Measured| {
-                    Some(m.phase_vif.get(key)?[which] / m.requests.get(key)?.max(1.0))
-                });
-                summarize(&v).map_or("n/a".into(), |s| format!("{:.2}", s.median))
-            };
-            let side = |s: usize| format!("{} packets from the guest, {} to it, {} interrupts", vif(s, 0), vif(s, 1), vif(s, 2));
-            notes.push(format!("{name}, per request at dom0's end of the vif (medians): Xen {}; Linux domU {}", side(0), side(1)));
+            let requests = |m: &Measured| m.requests.get(key).map(|n| n.max(1.0));
+            notes.extend(self.phase_notes(key, name, "request", "us", 1e6, 2, requests));
         }
         for (key, name) in BULK {
-            let per_mb = |side: usize, which: usize| {
-                let v = self.values(side, &|m: &Measured| {
-                    let (d, g) = *m.phase_cpu.get(key)?;
-                    Some(if which == 0 { d } else { g } * 1e3 / (f64::from(self.options.mib) * 1.048_576))
-                });
-                summarize(&v).map_or("no data".into(), |s| format!("{:.0}", s.median))
-            };
-            notes.push(format!(
-                "{name}, CPU ms per MB (xl list, medians): Xen guest {}, its dom0 {}; Linux guest {}, \
-                 its dom0 {}",
-                per_mb(0, 1),
-                per_mb(0, 0),
-                per_mb(1, 1),
-                per_mb(1, 0)
-            ));
-            let vif_per_mb = |side: usize, which: usize| {
-                let v = self.values(side, &|m: &Measured| {
-                    Some(m.phase_vif.get(key)?[which] / (f64::from(self.options.mib) * 1.048_576))
-                });
-                summarize(&v).map_or("n/a".into(), |s| format!("{:.0}", s.median))
-            };
-            let side = |s: usize| {
-                format!("{} packets from the guest, {} to it, {} interrupts", vif_per_mb(s, 0), vif_per_mb(s, 1), vif_per_mb(s, 2))
-            };
-            notes.push(format!(
-                "{name}, per MB at dom0's end of the vif (medians; a GSO packet counts one): Xen {}; \
-                 Linux domU {}",
-                side(0),
-                side(1)
-            ));
+            notes.extend(self.phase_notes(key, name, "MB", "ms", 1e3, 0, |_| Some(mb)));
         }
         let features = |side: usize| {
             self.runs[side].iter().flatten().find_map(|m| m.features.clone()).unwrap_or_else(|| "?".into())
@@ -522,6 +514,9 @@ mod tests {
                 "xbench bulk dir=from_guest bytes=1000000 ns=2000000000 sum=00ff ok",
                 "xbench bulk dir=to_guest bytes=1000000 ns=1000000000 sum=00ff ok guest_said=\"sum 00ff ok\"",
                 "xbench cpu phase=to_guest dom0=1.5 guest=0.5",
+                "xbench vif phase=to_guest from_guest=12 to_guest=24 irqs=6",
+                "xbench cpu phase=keepalive1 dom0=2.5 guest=0.5",
+                "xbench vif phase=keepalive1 from_guest=500 to_guest=505 irqs=500",
                 "xbench mem conns=100 used=3145728",
                 "xbench cpu after dom0=12.5 guest=1.6",
                 "xbench done",
@@ -542,6 +537,24 @@ mod tests {
         assert_eq!(m.mem[&100], 3_145_728.0);
         assert_eq!(m.cpu, Some((2.0, 1.5)));
         assert_eq!(m.phase_cpu["to_guest"], (1.5, 0.5));
+        assert_eq!(m.phase_vif["to_guest"], [12.0, 24.0, 6.0]);
+        // Per MB (1 MiB bulk here) and per request (500 requests), each side.
+        let options = Options {
+            rounds: 1,
+            seconds: 5,
+            mib: 1,
+            conns: 100,
+            concurrent: 16,
+            cargo: String::new(),
+            notes: Vec::new(),
+        };
+        let report = Report { options: &options, runs: [vec![Some(m.clone())], vec![Some(m.clone())]], failures: Vec::new() };
+        let [cpu, vif] = report.phase_notes("to_guest", "bulk", "MB", "ms", 1e3, 0, |_| Some(1.048_576));
+        assert!(cpu.contains("Xen guest 477, its dom0 1431"), "{cpu}");
+        assert!(vif.contains("Xen 11 packets from the guest, 23 to it, 6 interrupts"), "{vif}");
+        let [cpu, vif] = report.phase_notes("keepalive1", "rps", "request", "us", 1e6, 2, |m| m.requests.get("keepalive1").copied());
+        assert!(cpu.contains("Xen guest 1000, its dom0 5000"), "{cpu}");
+        assert!(vif.contains("Linux domU 1.00 packets from the guest, 1.01 to it, 1.00 interrupts"), "{vif}");
         result.driver[5] = "xbench bulk dir=from_guest bytes=1000000 ns=2000000000 sum=00fe bad".into();
         assert!(measure(1, &result).failure().unwrap().contains("intact"));
         result.driver.truncate(5);
