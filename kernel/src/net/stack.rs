@@ -59,8 +59,9 @@ use errno::*;
 /// [`TCP_BUDGET_SHARE`] of the guest's memory and at least half of it is free. 256 KiB
 /// (window scaling, shift 3) lets dom0 send GSO packets as large as to a Linux guest and the
 /// stack ACK every second one: with 64 KiB every packet halved the window and the read
-/// restored it, so smoltcp ACKed each packet and dom0's packets stayed near 31 KB. Sent, 256
-/// KiB lets each 64 KiB write go out as one GSO packet (`docs/net.md`, "TCP/IP: throughput").
+/// restored it, so smoltcp ACKed each packet and dom0's packets stayed near 31 KB. Sending, a
+/// 64 KiB write then mostly finds room whole, and netfront's packets grow to 21-22 a MB
+/// (33-34 before; `docs/net.md`, "TCP/IP: throughput").
 const TCP_BUF: usize = 256 << 10;
 /// Otherwise a socket gets 64 KiB to receive and 128 KiB to send, so that many connections
 /// still fit (the budget is to socket buffers what Linux's `tcp_mem` pressure is).
