@@ -331,11 +331,16 @@ fn egress_digest(set: &SocketSet<'static>) -> u64 {
     digest
 }
 
-/// Whether a TCP socket is done with: closed and with nothing left to send. An aborted socket
-/// is closed but keeps its peer until smoltcp has sent the RST (then it forgets it); removed
-/// before, the RST never goes and the peer waits for a connection that is gone.
+/// Whether a TCP socket was aborted and smoltcp has not sent its RST yet: it is closed but
+/// keeps its peer until the RST goes (then it forgets it); removed before, the RST never goes
+/// and the peer waits for a connection that is gone.
+fn rst_pending(s: &tcp::Socket<'_>) -> bool {
+    s.state() == tcp::State::Closed && s.remote_endpoint().is_some()
+}
+
+/// Whether a TCP socket is done with: closed and with nothing left to send.
 fn gone(s: &tcp::Socket<'_>) -> bool {
-    s.state() == tcp::State::Closed && s.remote_endpoint().is_none()
+    s.state() == tcp::State::Closed && !rst_pending(s)
 }
 
 /// Keeps one listening socket in each pool of `at`'s listeners (a listening socket that took a
@@ -602,10 +607,7 @@ impl Net {
             next = Some(Duration::ZERO);
         }
         let next = next.map(|d| now_ns().saturating_add(d.total_micros() * 1000));
-        (changed, match (next, held) {
-            (Some(n), Some(h)) => Some(n.min(h)),
-            (n, h) => n.or(h),
-        })
+        (changed, next.into_iter().chain(held).min())
     }
 
     fn dhcp_events(&mut self) -> bool {
@@ -1498,8 +1500,7 @@ impl Net {
         for (_, socket) in vif.set.iter() {
             left += match socket {
                 smoltcp::socket::Socket::Tcp(t) => {
-                    let rst = t.state() == tcp::State::Closed && t.remote_endpoint().is_some();
-                    (rst || matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck))
+                    (rst_pending(t) || matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck))
                         as usize
                 }
                 smoltcp::socket::Socket::Udp(u) => (u.send_queue() > 0) as usize,
