@@ -9,10 +9,13 @@
  * copied was not a newline, one is added, so that the end marker /init
  * prints next starts a line of its own.
  *
- * It polls every 10 ms at the end of the file, which keeps the added
- * latency far below the one second the harness allows.  Built without a
- * C library (linux x86_64 system calls), so it needs nothing in the
- * initramfs; build.sh compiles it with -ffreestanding -nostdlib -static.
+ * At the end of the file it sleeps until inotify says that something in
+ * LOG's or STOP's directory changed (or 1 s has passed, in case an event
+ * was missed), so that a quiet guest costs dom0 nothing: polling every
+ * 10 ms took about 5% of the emulated CPU.  Without inotify it polls every
+ * 10 ms.  Built without a C library (linux x86_64 system calls), so it
+ * needs nothing in the initramfs; build.sh compiles it with
+ * -ffreestanding -nostdlib -static.
  */
 
 typedef unsigned long size_t;
@@ -22,12 +25,24 @@ typedef long ssize_t;
 #define SYS_write	1
 #define SYS_open	2
 #define SYS_nanosleep	35
+#define SYS_poll	7
 #define SYS_access	21
 #define SYS_exit_group	231
+#define SYS_inotify_add_watch	254
+#define SYS_inotify_init1	294
 
 #define O_RDONLY	0
+#define O_NONBLOCK	04000
 #define EINTR		4
 #define EAGAIN		11
+#define POLLIN		1
+
+/* inotify(7): a file in the watched directory was created, written,
+ * moved in or had its attributes changed (touch). */
+#define IN_MODIFY	0x002
+#define IN_ATTRIB	0x004
+#define IN_MOVED_TO	0x080
+#define IN_CREATE	0x100
 
 static long syscall3(long nr, long a1, long a2, long a3)
 {
@@ -50,6 +65,68 @@ static void nap(void)
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
 
 	syscall3(SYS_nanosleep, (long)&ts, 0, 0);
+}
+
+struct pollfd {
+	int fd;
+	short events;
+	short revents;
+};
+
+/* The inotify descriptor that wakes us, or -1: then we poll. */
+static int changes = -1;
+
+/* Watches the directory that holds PATH. */
+static void watch_dir_of(const char *path)
+{
+	static char dir[4096];
+	size_t len = 0, slash = 0;
+
+	while (path[len] != 0 && len < sizeof(dir) - 1) {
+		dir[len] = path[len];
+		if (path[len] == '/')
+			slash = len;
+		len++;
+	}
+	if (path[len] != 0)
+		return;
+	/* "/x" is in "/", "x" in ".". */
+	if (slash == 0 && path[0] == '/')
+		slash = 1;
+	if (slash == 0) {
+		dir[0] = '.';
+		slash = 1;
+	}
+	dir[slash] = 0;
+	if (syscall3(SYS_inotify_add_watch, changes, (long)dir,
+		     IN_MODIFY | IN_ATTRIB | IN_MOVED_TO | IN_CREATE) < 0)
+		changes = -1;
+}
+
+static void watch(const char *log, const char *stop)
+{
+	changes = (int)syscall3(SYS_inotify_init1, O_NONBLOCK, 0, 0);
+	if (changes < 0)
+		return;
+	watch_dir_of(log);
+	if (changes >= 0)
+		watch_dir_of(stop);
+}
+
+/* Waits for a change in the watched directories, at most 1 s, and takes
+ * the events that came (only their coming matters). */
+static void wait_for_change(void)
+{
+	static char events[4096];
+	struct pollfd p = { changes, POLLIN, 0 };
+
+	if (changes < 0) {
+		nap();
+		return;
+	}
+	syscall3(SYS_poll, (long)&p, 1, 1000);
+	while (syscall3(SYS_read, changes, (long)events, sizeof(events)) > 0)
+		;
 }
 
 static int exists(const char *path)
@@ -88,11 +165,13 @@ static int follow(const char *log, const char *stop)
 	char last = '\n';
 	int fd;
 
-	/* The log appears when xenconsoled first sees the domain. */
+	/* Watched before the first look, so that no change after it is
+	 * missed.  The log appears when xenconsoled first sees the domain. */
+	watch(log, stop);
 	while ((fd = (int)syscall3(SYS_open, (long)log, O_RDONLY, 0)) < 0) {
 		if (exists(stop))
 			return 0;
-		nap();
+		wait_for_change();
 	}
 
 	for (;;) {
@@ -111,7 +190,7 @@ static int follow(const char *log, const char *stop)
 			return 1;
 		if (stopping)
 			break;
-		nap();
+		wait_for_change();
 	}
 
 	if (last != '\n' && write_all("\n", 1) != 0)
