@@ -105,6 +105,10 @@ struct Args {
     /// Concurrent keep-alive connections of the second request-rate figure.
     #[arg(long, default_value_t = 16, value_parser = RangedU64ValueParser::<u32>::new().range(1..=1000))]
     net_concurrent: u32,
+    /// A kernel option for the network benchmark's Xen guest, such as `xen.profile=1000`
+    /// (docs/profile.md); may be given more than once.
+    #[arg(long, value_name = "xen.OPTION=VALUE")]
+    net_xen_arg: Vec<String>,
     /// Keep the timed console logs of every QEMU run in this directory.
     #[arg(long)]
     keep_logs: Option<PathBuf>,
@@ -212,6 +216,7 @@ fn run(args: &Args) -> Result<bool> {
             seconds: args.net_seconds,
             conns: args.net_conns,
             concurrent: args.net_concurrent,
+            xen_args: args.net_xen_arg.clone(),
             cargo: args.cargo.clone(),
             notes: args.note.clone(),
         };

@@ -60,6 +60,8 @@ pub struct Options {
     pub conns: u32,
     /// Concurrent keep-alive connections of the second request-rate figure.
     pub concurrent: u32,
+    /// Extra kernel options for the Xen guest (`xen.OPTION=VALUE`).
+    pub xen_args: Vec<String>,
     /// The cargo that knows `+xen`.
     pub cargo: String,
     /// Lines to print under the heading.
@@ -127,7 +129,11 @@ pub fn run(bench: &Bench, options: &Options) -> Result<(String, bool)> {
                     argv: vec![b"net".to_vec()],
                     seed: Some(random_seed()?),
                     stdin_eof: true,
-                    kernel_args: vec![format!("xen.ip={}/24", ADDRS[0]).into_bytes(), b"xen.gw=10.99.0.1".to_vec()],
+                    kernel_args: [format!("xen.ip={}/24", ADDRS[0]), "xen.gw=10.99.0.1".into()]
+                        .into_iter()
+                        .chain(options.xen_args.iter().cloned())
+                        .map(String::into_bytes)
+                        .collect(),
                     ..GuestCommandLine::default()
                 };
                 Job {
@@ -449,6 +455,14 @@ impl Report<'_> {
             cpu(0, 0),
             cpu(1, 1),
             cpu(1, 0)
+        ));
+        let idle = |side: usize| seconds(summarize(&self.values(side, &|m: &Measured| Some(m.phase_cpu.get("idle")?.0))));
+        notes.push(format!(
+            "dom0 by itself: its CPU seconds (xl list) over 2 s in which nothing is asked of the \
+             guest, with the load generator's readings around them; beside the Xen guest {}, \
+             beside the Linux domU {}",
+            idle(0),
+            idle(1)
         ));
         let mb = f64::from(self.options.mib) * 1.048_576;
         for (key, name) in RPS {

@@ -4,7 +4,7 @@
 //!
 //!     netload HOST [seconds=5] [bulk_mib=64] [conns=100] [concurrent=16] [domid=N]
 //!
-//! In order: HTTP requests per second over one keep-alive connection, over `concurrent`
+//! In order: 2 s of nothing (what dom0 spends by itself), HTTP requests per second over one keep-alive connection, over `concurrent`
 //! keep-alive connections at once, and with a new connection per request; `bulk_mib` MiB from
 //! the guest and `bulk_mib` MiB to it, each checked word by word against the pattern and by
 //! checksum; the guest's memory idle and with `conns` connections open (each has answered a
@@ -17,6 +17,8 @@
 //!     xbench cpu phase=from_guest dom0=SECONDS guest=SECONDS   (with domid=: xl's view; also
 //!         for each request-rate phase)
 //!     xbench dom0ticks phase=from_guest user=N system=N ... (dom0's /proc/stat, clock ticks)
+//!     xbench tasks phase=from_guest NAME:TID=USER/SYSTEM/SWITCHED_TO ...   (dom0's busiest
+//!         threads: ticks and times run, from /proc/PID/task/TID/stat and schedstat)
 //!     xbench vif phase=from_guest from_guest=PACKETS to_guest=PACKETS irqs=N   (with domid=:
 //!         dom0's counters of the guest's vif: netback's packets each way, its interrupts)
 //!     xbench done
@@ -31,6 +33,9 @@ use std::time::{Duration, Instant};
 #[path = "../../bulk_wire.rs"]
 mod wire;
 use wire::{BULK_PORT, CONTROL_PORT, HTTP_PORT, Sum, pattern_word};
+
+/// How long the first phase asks nothing of the guest.
+const IDLE: Duration = Duration::from_secs(2);
 
 struct Plan {
     host: std::net::IpAddr,
@@ -355,6 +360,32 @@ fn dom0_ticks() -> Option<[u64; 8]> {
     Some(out)
 }
 
+/// Every dom0 thread's user and system ticks so far (fields 14 and 15 of
+/// /proc/PID/task/TID/stat), keyed by "comm:tid".
+fn task_ticks() -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
+    for p in procs.flatten() {
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
+        for t in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+            // The name is in parentheses and may hold spaces; the fields after it are plain.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+            if let (Some(u), Some(s)) = (rest.get(11).and_then(|v| v.parse().ok()), rest.get(12).and_then(|v| v.parse().ok())) {
+                // Times it was switched to (schedstat's third field).
+                let slices = std::fs::read_to_string(t.path().join("schedstat"))
+                    .ok()
+                    .and_then(|v| v.split_whitespace().nth(2).and_then(|w| w.parse().ok()))
+                    .unwrap_or(0);
+                out.insert(format!("{}:{}", &stat[open + 1..close], t.file_name().to_string_lossy()), (u, s, slices));
+            }
+        }
+    }
+    out
+}
+
 /// Runs `f` as the phase `phase`, then prints what it cost: the CPU seconds dom0 and the guest
 /// spent meanwhile, dom0's CPU ticks by kind, the TCP counters that moved, and dom0's counts of
 /// the vif's packets and interrupts.
@@ -363,7 +394,19 @@ fn measured(plan: &Plan, phase: &str, f: impl FnOnce() -> Result<(), String>) ->
     let vif_before = plan.domid.and_then(vif_counters);
     let tcp_before = tcp_counters();
     let ticks_before = dom0_ticks();
+    let tasks_before = task_ticks();
     f()?;
+    let mut busiest: Vec<(u64, String)> = task_ticks()
+        .into_iter()
+        .filter_map(|(k, (u, s, n))| {
+            let (bu, bs, bn) = tasks_before.get(&k).copied().unwrap_or((0, 0, 0));
+            let d = (u - bu.min(u), s - bs.min(s), n - bn.min(n));
+            (d.0 + d.1 > 0).then(|| (d.0 + d.1, format!("{k}={}/{}/{}", d.0, d.1, d.2)))
+        })
+        .collect();
+    busiest.sort_by(|a, b| b.0.cmp(&a.0));
+    let top: Vec<&str> = busiest.iter().take(8).map(|(_, s)| s.as_str()).collect();
+    println!("xbench tasks phase={phase} {}", top.join(" "));
     if let (Some(b), Some(a)) = (ticks_before, dom0_ticks()) {
         let d: Vec<String> = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
             .iter()
@@ -404,6 +447,12 @@ fn run(plan: &Plan) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     memory(plan, 0)?;
+    // What dom0 spends while nothing is asked of the guest: the harness's and this program's
+    // own share of the one emulated CPU.
+    measured(plan, "idle", || {
+        std::thread::sleep(IDLE);
+        Ok(())
+    })?;
     measured(plan, "keepalive1", || Ok(rps(plan, "keepalive1", 1, false)))?;
     measured(plan, "keepalive", || Ok(rps(plan, "keepalive", plan.concurrent, false)))?;
     measured(plan, "close1", || Ok(rps(plan, "close1", 1, true)))?;
