@@ -55,6 +55,9 @@ pub struct CmdLine {
     pub stdin_eof: bool,
     /// The network options (`xen.ip`, `xen.gw`, `xen.dns`, `xen.ip6`, `xen.net`).
     pub net: NetConfig,
+    /// `xen.profile=HZ`: sample where vCPU 0 runs HZ times a second (`docs/profile.md`);
+    /// 0, off.
+    pub profile_hz: u32,
     /// The values of `xen.mount=VDEV:PATH[:ro]` options, in order (checked by
     /// [`crate::fs::mount::valid_spec`]).
     mounts: [Span; MAX_MOUNTS],
@@ -96,6 +99,7 @@ impl CmdLine {
             seed_len: 0,
             stdin_eof: false,
             net: NetConfig { off: false, dhcp: false, ip: None, gw: None, dns: None, ip6: None },
+            profile_hz: 0,
             mounts: [Span { start: 0, len: 0 }; MAX_MOUNTS],
             mount_count: 0,
         }
@@ -198,6 +202,13 @@ impl CmdLine {
                     self.seed[i] = hi << 4 | lo;
                 }
                 self.seed_len = value.len() / 2;
+            }
+            b"profile" => {
+                self.profile_hz = core::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|hz| (1..=10_000).contains(hz))
+                    .ok_or(Error::BadValue(offset))?
             }
             b"net" => {
                 (self.net.off, self.net.dhcp) = match value {
@@ -403,6 +414,16 @@ mod tests {
         assert_eq!(&c.seed[..c.seed_len], &[0, 255, 16]);
         assert_eq!(parsed("xen.seed=0g").err(), Some(Error::BadValue(0)));
         assert_eq!(parsed("xen.seed=abc").err(), Some(Error::BadValue(0)));
+    }
+
+    #[test]
+    fn profile_is_a_rate_in_hz() {
+        assert_eq!(parsed("A=1").unwrap().profile_hz, 0);
+        assert_eq!(parsed("xen.profile=1000").unwrap().profile_hz, 1000);
+        assert_eq!(parsed("xen.profile=10000").unwrap().profile_hz, 10_000);
+        for bad in ["xen.profile=0", "xen.profile=10001", "xen.profile=fast", "xen.profile="] {
+            assert_eq!(parsed(bad).err(), Some(Error::BadValue(0)), "{bad}");
+        }
     }
 
     #[test]

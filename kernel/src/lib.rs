@@ -32,6 +32,8 @@ pub mod boot;
 #[cfg(target_os = "none")]
 pub mod lifecycle;
 #[cfg(target_os = "none")]
+pub mod profile;
+#[cfg(target_os = "none")]
 pub mod sched;
 #[cfg(target_os = "none")]
 pub mod syscalls;

@@ -92,6 +92,9 @@ pub fn end_program(status: i32, reason: ShutdownReason) -> ! {
         crate::fs::sync_mounts_claimed();
     }
     crate::net::stack::wait_delivered();
+    if first {
+        crate::profile::report();
+    }
     crate::exit_with(status, reason)
 }
 

@@ -612,9 +612,8 @@ impl Netfront {
     /// before it (a request, an answer) is never held, and none longer than [`TX_HOLD_NS`] (a
     /// backend may keep a completion long, e.g. while the packet waits for a slow reader):
     /// returns when the held packet must go.
-    fn end_of_poll(&mut self) -> Option<u64> {
+    fn end_of_poll(&mut self, now: u64) -> Option<u64> {
         let growing = self.tx_pending.as_ref().is_some_and(|p| p.co.is_some_and(|co| co.may_grow()));
-        let now = crate::time::monotonic_ns();
         let until = self.tx_held_since.get_or_insert(now).saturating_add(TX_HOLD_NS);
         if growing && now < until && self.usable().is_ok() {
             loop {
@@ -780,13 +779,13 @@ pub fn stack_send(index: u32, frame: &[u8]) -> Result<Option<usize>, NetError> {
     stack_slot(&mut devices, index)?.stack_send(frame)
 }
 
-/// At the end of the stack's poll: sends the packet its frames were coalesced into, or holds
-/// it while it may still grow and an earlier packet is in flight (below,
+/// At the end of the stack's poll at `now`: sends the packet its frames were coalesced into,
+/// or holds it while it may still grow and an earlier packet is in flight (below,
 /// `Netfront::end_of_poll`); returns when (monotonic ns) a held packet must go, so that the
 /// stack polls again by then.
-pub fn stack_flush(index: u32) -> Option<u64> {
+pub fn stack_flush(index: u32, now: u64) -> Option<u64> {
     let mut devices = DEVICES.lock();
-    stack_slot(&mut devices, index).ok()?.end_of_poll()
+    stack_slot(&mut devices, index).ok()?.end_of_poll(now)
 }
 
 /// The stack's tx buffers in flight after taking the completions that came (the pending

@@ -274,6 +274,12 @@ impl Scheduler {
                 let end = (*(*cpu).current).slice_start + SLICE_NS;
                 next = next.min(end.max(now + 100_000));
             }
+            // Samples are taken while threads run, not while the vCPU idles.
+            if (*cpu).current != (*cpu).idle
+                && let Some(sample) = crate::profile::next_sample((*cpu).id)
+            {
+                next = next.min(sample);
+            }
             let next = if next == u64::MAX { 0 } else { next };
             if next != (*cpu).armed {
                 (*cpu).armed = next;
@@ -316,7 +322,8 @@ fn switch_away(mut sched: crate::sync::SpinGuard<'_, Scheduler>) {
         drop(sched);
         return;
     }
-    let now = crate::time::monotonic_ns();
+    // A slice needs no exact start: the upcall or call that led here read the clock lately.
+    let now = crate::time::recent_ns();
     // SAFETY: both records are live; `prev` stays live until it is reaped after this switch.
     unsafe {
         (*next).state = State::Running;
@@ -376,9 +383,13 @@ pub fn preempt_if_due() {
     let mut sched = SCHED.lock();
     let now = crate::time::monotonic_ns();
     let cpu = cpu();
-    // SAFETY: the block is live; the timer that may have fired was one-shot.
+    // SAFETY: the block is live. The timer is one-shot: once its event came it must be armed
+    // again; until then it still stands (this upcall was for another event), and arming it
+    // again would be a hypercall for nothing.
     let (current, idle) = unsafe {
-        (*cpu).armed = 0;
+        if (*cpu).timer_fired.swap(false, Ordering::AcqRel) || now >= (*cpu).armed {
+            (*cpu).armed = 0;
+        }
         ((*cpu).current, (*cpu).idle)
     };
     sched.expire_timers(now);
@@ -398,8 +409,18 @@ pub fn preempt_if_due() {
     sched.arm_timer(now);
 }
 
-fn timer_event(_port: u32) {
-    // The work happens in `preempt_if_due`, which every upcall runs.
+fn timer_event(port: u32) {
+    // The port's vCPU may not be this one (an upcall takes every pending port it sees). The
+    // rest of the work happens in `preempt_if_due`, which every upcall runs after the handlers.
+    for index in 0..percpu::online() {
+        let block = percpu::block(index);
+        // SAFETY: the blocks are live; `timer_port` is set before the port is bound.
+        unsafe {
+            if (*block).timer_port == port {
+                (*block).timer_fired.store(true, Ordering::Release);
+            }
+        }
+    }
 }
 
 fn ipi_event(_port: u32) {
@@ -420,8 +441,8 @@ extern "C" fn idle(_: *mut u8) -> ! {
             switch_away(sched);
             continue;
         }
-        let now = crate::time::monotonic_ns();
-        sched.arm_timer(now);
+        // Nothing is ready, so the time only bounds a slice that is not running.
+        sched.arm_timer(crate::time::recent_ns());
         // SAFETY: the block is live; `idling` changes under the lock.
         unsafe { (*cpu).idling = true };
         // Release the lock but keep upcalls masked: SCHEDOP_block unmasks them atomically
@@ -478,7 +499,14 @@ extern "C" fn idle_entry(_: *mut u8) {
 /// Binds vCPU `index`'s timer and IPI ports and stops its periodic timer.
 pub fn prepare_cpu(index: u32) -> Result<(), &'static str> {
     hypercall::stop_periodic_timer(index);
-    evtchn::bind_virq(evtchn::VIRQ_TIMER, index, timer_event).map_err(|_| "cannot bind VIRQ_TIMER")?;
+    let port = evtchn::bind_virq(evtchn::VIRQ_TIMER, index, timer_event).map_err(|_| "cannot bind VIRQ_TIMER")?;
+    // SAFETY: the block is live; its timer's events only come once its timer is armed, which
+    // the vCPU does after this.
+    unsafe { (*percpu::block(index as usize)).timer_port = port };
+    let hz = crate::boot::cmdline().profile_hz;
+    if index == 0 && hz > 0 {
+        crate::profile::start(hz);
+    }
     let ipi = evtchn::bind_ipi(index, ipi_event).map_err(|_| "cannot bind an IPI port")?;
     // SAFETY: the block is live; the vCPU is not running threads yet.
     unsafe { (*percpu::block(index as usize)).ipi_port = ipi };
@@ -655,7 +683,7 @@ pub unsafe fn futex_wait(addr: *const u32, expected: u32, deadline: u64) -> Fute
     if value != expected {
         return FutexWait::Changed;
     }
-    let now = crate::time::monotonic_ns();
+    let now = if deadline == u64::MAX { crate::time::recent_ns() } else { crate::time::monotonic_ns() };
     if deadline <= now {
         return FutexWait::TimedOut;
     }
@@ -691,8 +719,7 @@ pub fn futex_wake(addr: *const u32, count: u32) -> u32 {
         woken += 1;
     }
     if woken > 0 {
-        let now = crate::time::monotonic_ns();
-        sched.arm_timer(now);
+        sched.arm_timer(crate::time::recent_ns());
     }
     woken
 }

@@ -74,6 +74,7 @@ pub mod vcpuop {
     pub const INITIALISE: usize = 0;
     pub const UP: usize = 1;
     pub const IS_UP: usize = 3;
+    pub const REGISTER_RUNSTATE_MEMORY_AREA: usize = 5;
     pub const STOP_PERIODIC_TIMER: usize = 7;
     pub const REGISTER_VCPU_INFO: usize = 10;
 }

@@ -125,6 +125,12 @@ pub fn stop_periodic_timer(vcpu: u32) -> isize {
     unsafe { call(nr::VCPU_OP, abi::vcpuop::STOP_PERIODIC_TIMER, vcpu as usize, 0, 0, 0) }
 }
 
+/// The address range of the hypercall page.
+pub fn page_range() -> core::ops::Range<u64> {
+    let start = xen_hypercall_page_symbol as *const () as u64;
+    start..start + 4096
+}
+
 /// Makes a `VCPUOP_*` call for vCPU `vcpu` with argument `arg`.
 ///
 /// # Safety

@@ -29,6 +29,10 @@ pub struct PerCpu {
     pub armed: u64,
     /// Whether the idle thread is blocked here, waiting for work.
     pub idling: bool,
+    /// This vCPU's `VIRQ_TIMER` port, and whether its event came since the scheduler last
+    /// looked (the timer is one-shot). Set by whichever vCPU took the event.
+    pub timer_port: u32,
+    pub timer_fired: core::sync::atomic::AtomicBool,
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 64);
@@ -70,6 +74,8 @@ const EMPTY: PerCpu = PerCpu {
     idle: core::ptr::null_mut(),
     armed: 0,
     idling: false,
+    timer_port: u32::MAX,
+    timer_fired: core::sync::atomic::AtomicBool::new(false),
 };
 
 static mut BLOCKS: Blocks = Blocks([EMPTY; MAX_CPUS]);

@@ -27,6 +27,7 @@ global_asm!(
     "push rbx", "push rdx", "push rsi", "push rdi", "push rbp",
     "push r8", "push r9", "push r10", "push r12", "push r13", "push r14", "push r15",
     "mov rbx, rsp",
+    "mov rdi, rsp",
     "and rsp, -16",
     "call {upcall}",
     "mov rsp, rbx",
@@ -52,8 +53,18 @@ unsafe extern "C" {
     fn xen_failsafe_entry();
 }
 
+/// Where the saved registers start: `r15` first, then up to `rax, r11, rcx`, the flags word,
+/// and the interrupted `rip, cs, rflags, rsp, ss`.
+const FRAME_RIP: usize = 16;
+const FRAME_RSP: usize = 19;
+
 /// Handles the pending events, then lets the scheduler switch threads if it wants to.
-extern "C" fn upcall() {
+extern "C" fn upcall(frame: *const u64) {
+    if crate::profile::on() {
+        // SAFETY: the entry passes the frame it built on this stack, 21 words from `frame`.
+        let (rip, rsp) = unsafe { (frame.add(FRAME_RIP).read(), frame.add(FRAME_RSP).read()) };
+        crate::profile::sample(rip, rsp);
+    }
     crate::xen::evtchn::dispatch();
     crate::sched::preempt_if_due();
 }
