@@ -52,7 +52,7 @@ pub fn start() {
     if !xenstore::available() {
         return;
     }
-    if crate::sched::spawn(control, core::ptr::null_mut(), 32 << 10).is_none() {
+    if crate::sched::spawn_kernel(control, core::ptr::null_mut(), 32 << 10).is_none() {
         warn!("no memory for the control thread: xl shutdown will not reach this guest");
     }
 }
@@ -106,7 +106,7 @@ fn end_unhandled(request: Request) {
         let request = if arg as usize == Request::Reboot as usize { Request::Reboot } else { Request::Poweroff };
         end_program(UNHANDLED_STATUS, request.reason());
     }
-    match crate::sched::spawn(ender, request as usize as *mut u8, 256 << 10) {
+    match crate::sched::spawn_kernel(ender, request as usize as *mut u8, 256 << 10) {
         // SAFETY: the handle is fresh and neither joined nor detached.
         Some(t) => unsafe { crate::sched::detach(t) },
         None => {

@@ -330,8 +330,9 @@ fn switch_away(mut sched: crate::sync::SpinGuard<'_, Scheduler>) {
         (*next).slice_start = now;
         (*cpu).current = next;
         sched.arm_timer(now);
-        if (*next).tp != (*prev).tp {
+        if (*next).tp != 0 && (*next).tp != (*cpu).fs_tp {
             hypercall::set_fs_base((*next).tp);
+            (*cpu).fs_tp = (*next).tp;
         }
         let (save_rsp, save_fpu) = (&raw mut (*prev).rsp, &raw mut (*prev).fpu);
         let (next_rsp, next_fpu) = ((*next).rsp, &raw const (*next).fpu);
@@ -479,9 +480,12 @@ pub unsafe fn init(tp: u64, main_guard: u64) -> Result<(), &'static str> {
     let cpu = cpu();
     // SAFETY: the boot vCPU's block; nothing else runs yet.
     unsafe {
-        (*idle).tp = tp;
+        // The idle thread runs kernel code only: no TLS (`PerCpu::fs_tp`).
+        (*idle).tp = 0;
         (*cpu).current = main;
         (*cpu).idle = idle;
+        // Boot loaded the main thread's TLS pointer.
+        (*cpu).fs_tp = tp;
     }
     prepare_cpu(0)?;
     crate::arch::x86_64::upcall::init();
@@ -555,10 +559,19 @@ extern "C" fn thread_start() -> ! {
     exit_current();
 }
 
-/// Creates a thread running `entry(arg)` with a stack of at least `stack_bytes`; returns its
-/// handle.
+/// Creates a thread running `entry(arg)` with a stack of at least `stack_bytes` and a TLS
+/// block (a program's thread); returns its handle.
 pub fn spawn(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize) -> Option<*mut Thread> {
-    let thread = new_thread(entry, arg, stack_bytes.max(16 << 10), true)?;
+    spawn_with(entry, arg, stack_bytes, true)
+}
+
+/// [`spawn`] for a kernel thread, which uses no TLS: switching to it keeps the FS base.
+pub fn spawn_kernel(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize) -> Option<*mut Thread> {
+    spawn_with(entry, arg, stack_bytes, false)
+}
+
+fn spawn_with(entry: extern "C" fn(*mut u8), arg: *mut u8, stack_bytes: usize, tls: bool) -> Option<*mut Thread> {
+    let thread = new_thread(entry, arg, stack_bytes.max(16 << 10), tls)?;
     let mut sched = SCHED.lock();
     // SAFETY: the fresh record is in no list.
     unsafe { sched.ready.push(thread) };

@@ -33,6 +33,10 @@ pub struct PerCpu {
     /// looked (the timer is one-shot). Set by whichever vCPU took the event.
     pub timer_port: u32,
     pub timer_fired: core::sync::atomic::AtomicBool,
+    /// The TLS pointer the FS base holds (`u64::MAX` until a switch sets it): a thread without
+    /// TLS (the kernel's) runs on whatever is there, so switching to it and back to the same
+    /// program thread costs no `set_segment_base` hypercall.
+    pub fs_tp: u64,
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 64);
@@ -76,6 +80,7 @@ const EMPTY: PerCpu = PerCpu {
     idling: false,
     timer_port: u32::MAX,
     timer_fired: core::sync::atomic::AtomicBool::new(false),
+    fs_tp: u64::MAX,
 };
 
 static mut BLOCKS: Blocks = Blocks([EMPTY; MAX_CPUS]);

@@ -87,7 +87,7 @@ pub unsafe fn init(ring: *mut XenstoreDomainInterface, port: u32) -> Result<(), 
     RING.store(ring, Ordering::Release);
     PORT.store(port, Ordering::Release);
     evtchn::adopt(port, Owner::Kernel).map_err(|_| "cannot unmask the xenstore port")?;
-    crate::sched::spawn(reader, core::ptr::null_mut(), 32 << 10).ok_or("no memory for the xenstore thread")?;
+    crate::sched::spawn_kernel(reader, core::ptr::null_mut(), 32 << 10).ok_or("no memory for the xenstore thread")?;
     READY.store(true, Ordering::Release);
     Ok(())
 }
