@@ -261,8 +261,7 @@ struct Iface<D> {
     iface: Interface,
     dev: D,
     set: SocketSet<'static>,
-    /// `egress_digest` at the start of the poll or after its last send that smoltcp reported
-    /// as a change.
+    /// `egress_digest` at the start of the poll.
     sent_digest: u64,
 }
 
@@ -276,6 +275,8 @@ impl<D: Device> Iface<D> {
         // The program's calls change sockets between polls (a UDP queue filled up, a close).
         self.sent_digest = egress_digest(&self.set);
         self.iface.poll_maintenance(now);
+        let mut sent = false;
+        let mut busy = true;
         for _ in 0..64 {
             let mut any = false;
             for _ in 0..64 {
@@ -293,21 +294,23 @@ impl<D: Device> Iface<D> {
             // waiter could use (ACKs and data come in by ingress): waking every waiter for
             // each segment made each one poll again, 13 polls a segment in a bulk send. Only
             // what sending does change counts: a socket's state (a FIN, the RST of a timeout)
-            // and UDP queues emptied, seen against the digest at the poll's start or of the
-            // last such report (a state that ingress changed meanwhile wakes the waiters once
-            // more, harmlessly).
-            // A change without a segment (TIME-WAIT's end) concerns no waiter.
+            // and UDP queues emptied, seen against the digest at the poll's start, once at
+            // its end (a round sends at most a segment a socket, so a bulk send's poll has
+            // dozens; a state that ingress changed meanwhile wakes the waiters once more,
+            // harmlessly). A change without a segment (TIME-WAIT's end) concerns no waiter.
             if self.iface.poll_egress(now, &mut self.dev, &mut self.set) == PollResult::SocketStateChanged {
                 any = true;
-                let digest = egress_digest(&self.set);
-                changed |= digest != self.sent_digest;
-                self.sent_digest = digest;
+                sent = true;
             }
             if !any {
-                return (changed, false);
+                busy = false;
+                break;
             }
         }
-        (changed, true)
+        if sent {
+            changed |= egress_digest(&self.set) != self.sent_digest;
+        }
+        (changed, busy)
     }
 
     fn delay(&mut self, now: Instant) -> Option<Duration> {
