@@ -405,6 +405,29 @@ fn threads_behave_the_same_on_two_vcpus() {
     assert_eq!(xen.stdout, THREADS_STDOUT);
 }
 
+/// `xen.profile=HZ` (docs/profile.md): the program runs as without it, and at its end the
+/// kernel logs how many samples it took and the addresses found most often, which name the
+/// program's functions.
+#[test]
+fn the_profiler_reports_where_the_program_ran() {
+    let xen = run("threads", Mode::Dom0, &["--verbose", "--kernel-arg", "xen.profile=1000"], &[]);
+    assert_eq!(xen.status, 0, "stderr: {}", xen.stderr);
+    assert_eq!(xen.stdout, THREADS_STDOUT);
+    let head = xen.stderr.lines().find(|l| l.contains("profile: ") && l.contains(" samples at 1000 Hz"));
+    let head = head.unwrap_or_else(|| panic!("no profile report in: {}", xen.stderr));
+    let samples: u64 = head.split("profile: ").nth(1).and_then(|t| t.split(' ').next()?.parse().ok()).unwrap();
+    assert!(samples > 0, "{head}");
+    let addresses: Vec<u64> = xen
+        .stderr
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split("profile: 0x").nth(1)?.split(' ').next()?, 16).ok())
+        .collect();
+    assert!(!addresses.is_empty() && addresses.len() <= 200, "{}", xen.stderr);
+    // Every address lies in the program's image (the kernel is linked into it at 6 MiB).
+    let image = std::fs::metadata(xen_bins().join("threads")).unwrap().len();
+    assert!(addresses.iter().all(|&a| (0x60_0000..0x60_0000 + image).contains(&a)), "{addresses:x?}");
+}
+
 #[test]
 fn two_busy_threads_run_at_once_on_two_vcpus() {
     let xen = run("parallel", Mode::Dom0, &["--vcpus=2"], &[]);
