@@ -31,6 +31,8 @@ static SAMPLES: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
 static TAKEN: AtomicUsize = AtomicUsize::new(0);
 /// Samples that fell due while the vCPU did not run.
 static OFF_CPU: AtomicUsize = AtomicUsize::new(0);
+/// Upcalls inside [`sample`] past its check of [`ON`]: the report waits for none.
+static SAMPLING: AtomicUsize = AtomicUsize::new(0);
 
 /// `struct vcpu_runstate_info` (`vcpu.h`): the vCPU's state since `state_entry_time`, and
 /// the time it spent in each state.
@@ -86,10 +88,20 @@ pub fn next_sample(cpu: u32) -> Option<u64> {
 /// by the upcall, upcalls masked.
 pub fn sample(rip: u64, rsp: u64) {
     // SAFETY: the block of the running vCPU lives for good.
-    let cpu = unsafe { (*crate::arch::x86_64::percpu::this()).id };
+    if unsafe { (*crate::arch::x86_64::percpu::this()).id } != 0 {
+        return;
+    }
+    SAMPLING.fetch_add(1, Ordering::AcqRel);
+    if ON.load(Ordering::Acquire) {
+        take(rip, rsp);
+    }
+    SAMPLING.fetch_sub(1, Ordering::AcqRel);
+}
+
+fn take(rip: u64, rsp: u64) {
     let due = NEXT.load(Ordering::Relaxed);
     let now = crate::time::monotonic_ns();
-    if cpu != 0 || now < due {
+    if now < due {
         return;
     }
     NEXT.store(now + PERIOD_NS.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -130,10 +142,14 @@ pub fn report() {
     if !ON.swap(false, Ordering::AcqRel) {
         return;
     }
+    // An upcall on vCPU 0 may be writing a sample it began before the flag went off.
+    while SAMPLING.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
     let taken = TAKEN.load(Ordering::Relaxed);
     let n = taken.min(MAX_SAMPLES);
-    // SAFETY: sampling stopped (the flag is off before the last upcall could pass it, and
-    // vCPU 0 is this one or parked); the first `n` words were written.
+    // SAFETY: sampling stopped: the flag is off and no upcall is past its check of it; the
+    // first `n` words were written.
     let samples = unsafe { core::slice::from_raw_parts_mut(SAMPLES.load(Ordering::Acquire), n) };
     samples.sort_unstable();
     let mut counts: Vec<(usize, u64)> = Vec::new();

@@ -22,7 +22,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Loopback, Medium};
@@ -818,15 +818,16 @@ enum Step<T> {
 
 /// Repeats `f` until it is done, sleeping between tries until a poll changes sockets or
 /// `deadline` (0: do not wait). A deadline that passes gives `on_timeout`. A try that must
-/// wait found nothing (no data, no room, no connection) and changed nothing: no poll follows
-/// it: a poll walks every socket of both interfaces, and the network thread polls when a
-/// packet comes (the bench job's polls and clock reads fell from 78,585 to 46,477 with it).
+/// wait found nothing (no data, no room, no connection) and left nothing to send (an accept
+/// may have refilled a listener's pool): no poll follows it, since a poll walks every socket
+/// of both interfaces and the network thread polls when a packet comes or a deadline passes
+/// (the bench job's polls and clock reads fell from 78,585 to 46,477 with it).
 fn block<T>(deadline: u64, on_timeout: i32, mut f: impl FnMut(&mut Net) -> Step<T>) -> Result<T, i32> {
     loop {
         let (step, seen) = with_net(true, |net| {
             let step = f(net);
-            let done = matches!(step, Step::Done(_));
-            ((step, WAKE.load(Ordering::Acquire)), done)
+            let poll = matches!(step, Step::Done(_)) || !NET_THREAD.load(Ordering::Acquire);
+            ((step, WAKE.load(Ordering::Acquire)), poll)
         })
         .expect("started on first use");
         if let Step::Done(r) = step {
@@ -846,13 +847,19 @@ fn block<T>(deadline: u64, on_timeout: i32, mut f: impl FnMut(&mut Net) -> Step<
 extern "C" fn net_thread(_: *mut u8) {
     loop {
         let seen = KICK.load(Ordering::Acquire);
-        let (changed, next) = {
+        let (changed, deadline) = {
             let mut guard = NET.lock();
             let net = guard.as_mut().expect("the thread starts with the stack");
-            net.poll()
+            let (changed, next) = net.poll();
+            // Published under the lock: a call that polls after this one compares its own next
+            // deadline with this one and kicks this thread if its own is earlier. Stored after
+            // the unlock, a call in between compared with the old deadline, found its own
+            // later, and this thread then slept past it (a waiter's try that finds nothing
+            // does not poll again to repair it).
+            let deadline = next.unwrap_or(u64::MAX);
+            NET_DEADLINE.store(deadline, Ordering::Release);
+            (changed, deadline)
         };
-        let deadline = next.unwrap_or(u64::MAX);
-        NET_DEADLINE.store(deadline, Ordering::Release);
         if changed {
             wake_all();
         }
@@ -863,11 +870,17 @@ extern "C" fn net_thread(_: *mut u8) {
 
 fn spawn_thread() {
     match crate::sched::spawn_kernel(net_thread, core::ptr::null_mut(), 64 << 10) {
-        // SAFETY: the handle is fresh and neither joined nor detached.
-        Some(t) => unsafe { crate::sched::detach(t) },
+        Some(t) => {
+            NET_THREAD.store(true, Ordering::Release);
+            // SAFETY: the handle is fresh and neither joined nor detached.
+            unsafe { crate::sched::detach(t) }
+        }
         None => error!("net: no memory for the network thread; sockets are polled by their calls only"),
     }
 }
+
+/// Whether the network thread runs: without it every try of a blocking call polls.
+static NET_THREAD: AtomicBool = AtomicBool::new(false);
 
 // ---- The operations behind the `xk_sock_*` calls. ----
 

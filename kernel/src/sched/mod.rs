@@ -322,8 +322,9 @@ fn switch_away(mut sched: crate::sync::SpinGuard<'_, Scheduler>) {
         drop(sched);
         return;
     }
-    // A slice needs no exact start: the upcall or call that led here read the clock lately.
-    let now = crate::time::recent_ns();
+    // A slice only matters while others are ready (then `next` may be preempted at its end);
+    // otherwise the latest time read will do, and saves a clock read.
+    let now = if sched.ready.is_empty() { crate::time::recent_ns() } else { crate::time::monotonic_ns() };
     // SAFETY: both records are live; `prev` stays live until it is reaped after this switch.
     unsafe {
         (*next).state = State::Running;
@@ -411,14 +412,21 @@ pub fn preempt_if_due() {
 }
 
 fn timer_event(port: u32) {
-    // The port's vCPU may not be this one (an upcall takes every pending port it sees). The
-    // rest of the work happens in `preempt_if_due`, which every upcall runs after the handlers.
+    // The port's vCPU may not be this one (an upcall takes every pending port it sees): that
+    // vCPU then gets no upcall for it and still counts its timer as armed, so it is woken to
+    // arm it again. The rest of the work happens in `preempt_if_due`, which every upcall runs
+    // after the handlers.
+    let me = cpu();
     for index in 0..percpu::online() {
         let block = percpu::block(index);
-        // SAFETY: the blocks are live; `timer_port` is set before the port is bound.
+        // SAFETY: the blocks are live; a port's events come only once its vCPU armed its
+        // timer, after `prepare_cpu` stored `timer_port`.
         unsafe {
             if (*block).timer_port == port {
                 (*block).timer_fired.store(true, Ordering::Release);
+                if block != me {
+                    let _ = evtchn::notify((*block).ipi_port);
+                }
             }
         }
     }

@@ -117,7 +117,10 @@ mod lock {
                     spins += 1;
                     crate::hint::spin_loop();
                 } else {
+                    // With nothing else ready the yield returns at once: spin again before the
+                    // next, rather than hammer the scheduler's lock.
                     crate::sys::pal::abi::xk_thread_yield();
+                    spins = 0;
                 }
             }
             // SAFETY: `busy` is held, so no other reference to the heap exists.
