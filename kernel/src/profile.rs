@@ -56,13 +56,6 @@ pub fn on() -> bool {
 
 /// Starts sampling vCPU 0 `hz` times a second of its running.
 pub fn start(hz: u32) {
-    let mut buf: Vec<u64> = Vec::new();
-    if buf.try_reserve_exact(MAX_SAMPLES).is_err() {
-        error!("profile: no memory for {MAX_SAMPLES} samples; not profiling");
-        return;
-    }
-    buf.resize(MAX_SAMPLES, 0);
-    SAMPLES.store(buf.leak().as_mut_ptr(), Ordering::Release);
     // `struct vcpu_register_runstate_memory_area`: the record's address.
     let area = &raw mut RUNSTATE as u64;
     // SAFETY: the argument is the one-word structure the call reads; the record is a static
@@ -72,6 +65,13 @@ pub fn start(hz: u32) {
         error!("profile: Xen refused the runstate record; not profiling");
         return;
     }
+    let mut buf: Vec<u64> = Vec::new();
+    if buf.try_reserve_exact(MAX_SAMPLES).is_err() {
+        error!("profile: no memory for {MAX_SAMPLES} samples; not profiling");
+        return;
+    }
+    buf.resize(MAX_SAMPLES, 0);
+    SAMPLES.store(buf.leak().as_mut_ptr(), Ordering::Release);
     let period = 1_000_000_000 / u64::from(hz);
     PERIOD_NS.store(period, Ordering::Relaxed);
     NEXT.store(crate::time::monotonic_ns() + period, Ordering::Relaxed);

@@ -750,7 +750,7 @@ impl Net {
                 _ => None,
             })
             .sum();
-        let large = used * 2 <= frames && held + 2 * TCP_BUF <= frames * 4096 / TCP_BUDGET_SHARE;
+        let large = used * 2 <= frames && held + 2 * TCP_BUF <= frames * crate::mm::layout::PAGE_SIZE as usize / TCP_BUDGET_SHARE;
         let (rx, tx) = if large { (TCP_BUF, TCP_BUF) } else { (TCP_RX_SMALL, TCP_TX_SMALL) };
         let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; tx]));
         s.set_nagle_enabled(true);

@@ -496,6 +496,10 @@ pub unsafe fn init(tp: u64, main_guard: u64) -> Result<(), &'static str> {
         (*cpu).fs_tp = tp;
     }
     prepare_cpu(0)?;
+    let hz = crate::boot::cmdline().profile_hz;
+    if hz > 0 {
+        crate::profile::start(hz);
+    }
     crate::arch::x86_64::upcall::init();
     STARTED.store(true, Ordering::Release);
     crate::arch::x86_64::smp::start_secondaries();
@@ -515,10 +519,6 @@ pub fn prepare_cpu(index: u32) -> Result<(), &'static str> {
     // SAFETY: the block is live; its timer's events only come once its timer is armed, which
     // the vCPU does after this.
     unsafe { (*percpu::block(index as usize)).timer_port = port };
-    let hz = crate::boot::cmdline().profile_hz;
-    if index == 0 && hz > 0 {
-        crate::profile::start(hz);
-    }
     let ipi = evtchn::bind_ipi(index, ipi_event).map_err(|_| "cannot bind an IPI port")?;
     // SAFETY: the block is live; the vCPU is not running threads yet.
     unsafe { (*percpu::block(index as usize)).ipi_port = ipi };

@@ -4,12 +4,13 @@
 //!
 //!     netload HOST [seconds=5] [bulk_mib=64] [conns=100] [concurrent=16] [domid=N]
 //!
-//! In order: 2 s of nothing (what dom0 spends by itself), HTTP requests per second over one keep-alive connection, over `concurrent`
-//! keep-alive connections at once, and with a new connection per request; `bulk_mib` MiB from
-//! the guest and `bulk_mib` MiB to it, each checked word by word against the pattern and by
-//! checksum; the guest's memory idle and with `conns` connections open (each has answered a
-//! request); then it asks the guest to quit. Everything is timed here, in dom0, so both guests
-//! are measured by the same clock. It prints `xbench` lines that tools/bench reads:
+//! In order: 2 s of nothing (what dom0 spends by itself), HTTP requests per second over one
+//! keep-alive connection, over `concurrent` keep-alive connections at once, and with a new
+//! connection per request; `bulk_mib` MiB from the guest and `bulk_mib` MiB to it, each
+//! checked word by word against the pattern and by checksum; the guest's memory idle and with
+//! `conns` connections open (each has answered a request); then it asks the guest to quit.
+//! Everything is timed here, in dom0, so both guests are measured by the same clock. It
+//! prints `xbench` lines that tools/bench reads:
 //!
 //!     xbench rps name=keepalive1 conns=1 requests=N errors=E ns=T
 //!     xbench bulk dir=from_guest bytes=N ns=T sum=HEX ok
@@ -361,7 +362,8 @@ fn dom0_ticks() -> Option<[u64; 8]> {
 }
 
 /// Every dom0 thread's user and system ticks so far (fields 14 and 15 of
-/// /proc/PID/task/TID/stat), keyed by "comm:tid".
+/// /proc/PID/task/TID/stat) and the times it was switched to (schedstat), keyed by
+/// "comm:tid".
 fn task_ticks() -> std::collections::BTreeMap<String, (u64, u64, u64)> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return out };
