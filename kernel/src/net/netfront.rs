@@ -14,9 +14,11 @@
 //!
 //! A device the kernel's IP stack drives negotiates offloads (`docs/net.md`, "Offloads"):
 //! checksum offload both ways, and, when the backend offers `feature-sg` and
-//! `feature-gso-tcpv4`, GSO both ways: consecutive TCP segments of one flow queued in one poll
-//! go out as one packet over several slots ([`crate::net::offload::Coalescer`]), and the
-//! backend's large packets come in over several slots ([`crate::net::rx_packet`]). A device
+//! `feature-gso-tcpv4`, GSO both ways: the stack builds TCP/IPv4 segments of up to a packet,
+//! which it writes straight into the tx pages (`Netfront::stack_emit`), and consecutive
+//! segments of one flow go out as one packet over several slots
+//! ([`crate::net::offload::Coalescer`]); the backend's large packets come in over several
+//! slots ([`crate::net::rx_packet`]). A device
 //! the program drives with raw frames gets none of that: frames of at most [`MAX_FRAME`]
 //! bytes, checksums as the program wrote them.
 
@@ -54,9 +56,6 @@ const FRAMES_PER_TX_BUFFER: usize = 64;
 /// 14-byte Ethernet header (the backend's MTU is 1,500); the stack's frames are no longer,
 /// but the packets the backend sends it with GSO are (`rx_packet::MAX_RX_PACKET`).
 pub const MAX_FRAME: usize = 1514;
-/// Free tx buffers the stack's next frame needs: two, as a frame appended to a coalesced
-/// packet may straddle a page.
-const TX_FREE_NEEDED: u32 = 2;
 /// The longest a packet is held for more segments while an earlier one is in flight
 /// (`Netfront::end_of_poll`): the backend took 1-3 ms of dom0's CPU for a 64 KiB packet on the
 /// emulated machine.
@@ -122,6 +121,35 @@ struct GrantedPage {
 impl GrantedPage {
     fn new(domid: u16, readonly: bool) -> Result<GrantedPage, NetError> {
         let ptr = crate::mm::alloc_frames(1).ok_or(NetError::NoMemory)?;
+        GrantedPage::grant(domid, ptr, readonly)
+    }
+
+    /// `count` pages at consecutive addresses when memory has such a run, else wherever they
+    /// are found (tx packets are written in place across pages that happen to be adjacent:
+    /// `Netfront::emit_place`).
+    fn run(domid: u16, count: usize, readonly: bool) -> Result<Vec<GrantedPage>, NetError> {
+        let Some(base) = crate::mm::alloc_frames(count) else {
+            return (0..count).map(|_| GrantedPage::new(domid, readonly)).collect();
+        };
+        let mut pages = Vec::with_capacity(count);
+        for i in 0..count {
+            let ptr = base.wrapping_add(i * ring::PAGE_SIZE);
+            match GrantedPage::grant(domid, ptr, readonly) {
+                Ok(page) => pages.push(page),
+                Err(e) => {
+                    // `grant` freed page i; the ones made free theirs as `pages` drops.
+                    if i + 1 < count {
+                        crate::mm::free_frames(ptr.wrapping_add(ring::PAGE_SIZE), count - i - 1);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pages)
+    }
+
+    /// Grants the frame at `ptr` (the caller's, from `mm`), which is freed if that fails.
+    fn grant(domid: u16, ptr: *mut u8, readonly: bool) -> Result<GrantedPage, NetError> {
         match grant::grant_access(domid, ptr, readonly) {
             Ok(gref) => Ok(GrantedPage { ptr, gref }),
             Err(e) => {
@@ -180,6 +208,25 @@ struct TxPending {
     co: Option<Coalescer>,
 }
 
+/// Where the stack's next frame is written (`Netfront::emit_place`).
+enum Place {
+    /// In place, continuing the pending packet: at packet offset `at`, over the last `header`
+    /// bytes of its payload (kept in `saved` meanwhile), so that the frame's payload lands
+    /// just after the packet's; `new_pages` tx buffers were taken after the packet's last one
+    /// for the part of the frame beyond its last page.
+    Continue { at: usize, header: usize, saved: [u8; offload::MAX_HEADER], new_pages: u16 },
+    /// At the start of tx buffers `.0..(.0 + .1)`, beginning a packet.
+    Fresh(u16, u16),
+    /// Into the scratch buffer, then copied by `stack_send` (the pages where the frame would
+    /// go are not at consecutive addresses, or not free).
+    Copied,
+}
+
+/// Bytes cleared at the start of a frame written in place, before the stack writes it: the
+/// longest header it builds (Ethernet, IPv6, a hop-by-hop header, TCP with options), so that
+/// no byte of an earlier frame in the page could go out in a header field left unwritten.
+const CLEARED_HEAD: usize = 128;
+
 /// Counts kept for the log.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counters {
@@ -220,8 +267,14 @@ pub struct Netfront {
     port: Port,
     _tx_page: GrantedPage,
     _rx_page: GrantedPage,
+    /// At consecutive addresses when memory allowed (`GrantedPage::run`).
     tx_bufs: Vec<GrantedPage>,
     rx_bufs: Vec<GrantedPage>,
+    /// A frame the stack writes where it cannot go in place (the largest packet).
+    scratch: Vec<u8>,
+    /// Every tx buffer's page directly follows the one before (`GrantedPage::run` got a run):
+    /// frames are written across pages in place.
+    tx_contiguous: bool,
 }
 
 // SAFETY: the raw pages are owned by the device alone and reached only under `DEVICES`'s lock.
@@ -275,7 +328,8 @@ impl Netfront {
         let tx = FrontRing::new(tx_page.words(), TX_SLOT_WORDS).ok_or(NetError::NoMemory)?;
         let rx = FrontRing::new(rx_page.words(), RX_SLOT_WORDS).ok_or(NetError::NoMemory)?;
         let (tx_count, rx_count) = buffer_counts(crate::mm::frame_counts().0);
-        let tx_bufs = (0..tx_count).map(|_| GrantedPage::new(backend_id, true)).collect::<Result<Vec<_>, _>>()?;
+        let tx_bufs = GrantedPage::run(backend_id, tx_count as usize, true)?;
+        let tx_contiguous = tx_bufs.windows(2).all(|w| w[0].ptr.wrapping_add(ring::PAGE_SIZE) == w[1].ptr);
         let rx_bufs = (0..rx_count).map(|_| GrantedPage::new(backend_id, false)).collect::<Result<Vec<_>, _>>()?;
         let port = Port(evtchn::alloc_unbound(backend_id, Owner::Kernel).map_err(NetError::Xen)?);
         let mut dev = Netfront {
@@ -303,6 +357,8 @@ impl Netfront {
             _rx_page: rx_page,
             tx_bufs,
             rx_bufs,
+            scratch: alloc::vec![0; if stack { XEN_NETIF_MAX_TX_SIZE } else { MAX_FRAME }],
+            tx_contiguous,
         };
         for id in 0..rx_count {
             dev.post_rx(id);
@@ -502,7 +558,8 @@ impl Netfront {
 
     /// Takes every tx completion that has come.
     ///
-    /// An event for the next completion is asked for only while fewer than [`TX_FREE_NEEDED`]
+    /// An event for the next completion is asked for only while fewer than
+    /// [`Self::tx_free_needed`]
     /// buffers are free, since only then does a sender wait for one; otherwise completions are
     /// taken on the next send, and the backend's completions during a bulk send raise no
     /// upcall each.
@@ -515,7 +572,7 @@ impl Netfront {
                     Err(e) => return Err(self.fail(e)),
                 }
             }
-            if self.tx_free() >= TX_FREE_NEEDED {
+            if self.tx_free() >= self.tx_free_needed() {
                 return Ok(());
             }
             if !self.tx.final_check().map_err(|e| self.fail(e))? {
@@ -562,28 +619,40 @@ impl Netfront {
         XEN_NETIF_MAX_TX_SIZE.min(pages * ring::PAGE_SIZE)
     }
 
-    /// Whether the stack's next frame can be taken: two free tx buffers (a frame appended to
-    /// the pending packet may straddle a page). A pending packet is sent first if it holds
-    /// the buffers the frame would need.
+    /// The largest frame the stack may hand over: a packet's worth with GSO (the stack cuts
+    /// nothing the backend can cut), else one frame.
+    fn stack_frame_limit(&self) -> usize {
+        if self.offloads.tx_gso { self.tx_limit() } else { MAX_FRAME }
+    }
+
+    /// Free tx buffers the stack's next frame needs: the pages of the largest frame, and one
+    /// more, as a frame appended to the pending packet may straddle a page.
+    fn tx_free_needed(&self) -> u32 {
+        self.stack_frame_limit().div_ceil(ring::PAGE_SIZE) as u32 + 1
+    }
+
+    /// Whether the stack's next frame can be taken ([`Self::tx_free_needed`]). A pending packet
+    /// is sent first if it holds the buffers the frame would need.
     fn stack_can_send(&mut self) -> Result<bool, NetError> {
         self.usable()?;
         self.reap_tx()?;
-        if self.tx_free() < TX_FREE_NEEDED && self.tx_pending.is_some() {
+        let needed = self.tx_free_needed();
+        if self.tx_free() < needed && self.tx_pending.is_some() {
             self.flush_tx();
             self.reap_tx()?;
         }
-        Ok(self.tx_free() >= TX_FREE_NEEDED)
+        Ok(self.tx_free() >= needed)
     }
 
-    /// Takes the stack's `frame`: appended to the pending packet if it continues it, else the
-    /// pending packet is sent and the frame starts the next one (sent at once if it can never
-    /// be coalesced). `None` when no tx buffer is free.
-    fn stack_send(&mut self, frame: &[u8]) -> Result<Option<usize>, NetError> {
+    /// Takes the stack's `frame` (cut at `gso` by the backend, if the stack asked), copying
+    /// it: appended to the pending packet if it continues it, else the pending packet is sent
+    /// and the frame starts the next one. `None` when no tx buffer is free.
+    fn stack_send(&mut self, frame: &[u8], gso: Option<usize>) -> Result<Option<usize>, NetError> {
         if !self.stack_can_send()? {
             return Ok(None);
         }
         if let Some(mut p) = self.tx_pending.take() {
-            if let Some(Join::Append(from)) = p.co.as_mut().map(|co| co.join(frame)) {
+            if let Some(Join::Append(from)) = p.co.as_mut().map(|co| co.join(frame, gso)) {
                 self.append(&mut p, &frame[from..]);
                 self.tx_pending = Some(p);
                 return Ok(Some(frame.len()));
@@ -592,15 +661,160 @@ impl Netfront {
             self.flush_tx();
         }
         let Some(id) = self.tx_ids.take() else { return Ok(None) };
-        let co = if self.offloads.tx_gso { Coalescer::start(frame, self.tx_limit()) } else { None };
+        let co = self.coalescer(frame, gso);
         let mut p = TxPending { pages: [id; MAX_TX_SLOTS], count: 1, len: 0, co };
         self.append(&mut p, frame);
-        let alone = p.co.is_none();
+        self.start_packet(p);
+        Ok(Some(frame.len()))
+    }
+
+    /// The coalescer for a packet that `frame` starts (`None`: it goes alone, as it is).
+    fn coalescer(&self, frame: &[u8], gso: Option<usize>) -> Option<Coalescer> {
+        if self.offloads.tx_gso { Coalescer::start(frame, gso, self.tx_limit()) } else { None }
+    }
+
+    /// Makes `p`, which holds one frame, the pending packet; it is sent at once if it can
+    /// never be coalesced or grow.
+    fn start_packet(&mut self, p: TxPending) {
+        let alone = !p.co.is_some_and(|co| co.may_grow());
         self.tx_pending = Some(p);
         if alone {
             self.flush_tx();
         }
-        Ok(Some(frame.len()))
+    }
+
+    /// Lets the stack write its next frame of `len` bytes (cut at `gso` by the backend if the
+    /// stack asked) with `f`, and takes it as [`Self::stack_send`] does, but without copying
+    /// where it can: a frame that starts a packet is written at the start of free tx buffers
+    /// at consecutive addresses, and a segment that may continue the pending packet is written
+    /// where its payload belongs, just after the packet's payload (its header over the
+    /// payload's last bytes, kept aside and put back once the coalescer has read it). Returns
+    /// `f`'s result and whether the frame was taken.
+    fn stack_emit<R>(&mut self, len: usize, gso: Option<usize>, f: impl FnOnce(&mut [u8]) -> R) -> (R, Result<Option<usize>, NetError>) {
+        let place = match self.stack_can_send() {
+            Ok(true) => self.emit_place(len),
+            other => return (self.with_scratch(len, f), other.map(|_| None)),
+        };
+        match place {
+            Place::Copied => {
+                let mut scratch = core::mem::take(&mut self.scratch);
+                let r = f(&mut scratch[..len]);
+                let sent = self.stack_send(&scratch[..len], gso);
+                self.scratch = scratch;
+                (r, sent)
+            }
+            Place::Fresh(id, n) => {
+                // SAFETY: buffers `id..id + n` were just taken (no request names them, so the
+                // backend does not read them); their pages are mapped, ours, and at consecutive
+                // addresses (`tx_contiguous`, or `n` is 1), and `len` fits them.
+                let frame = unsafe { core::slice::from_raw_parts_mut(self.tx_bufs[id as usize].ptr, len) };
+                frame[..len.min(CLEARED_HEAD)].fill(0);
+                let r = f(frame);
+                let co = self.coalescer(frame, gso);
+                let mut p = TxPending { pages: [id; MAX_TX_SLOTS], count: n as usize, len, co };
+                for (i, page) in p.pages[..n as usize].iter_mut().enumerate() {
+                    *page = id + i as u16;
+                }
+                // `frame` is not used again: flushing writes the pages through their pointers.
+                self.start_packet(p);
+                (r, Ok(Some(len)))
+            }
+            Place::Continue { at, header, saved, new_pages } => {
+                let Some(mut p) = self.tx_pending.take() else { unreachable!("emit_place continues a pending packet") };
+                let ptr = self.packet_ptr(&p, at);
+                // SAFETY: `emit_place` checked that packet bytes `at..at + len` lie in pages at
+                // consecutive addresses: the packet's own (not yet requested, so the backend
+                // does not read them) and the `new_pages` after them, just taken; all are
+                // mapped and ours.
+                let frame = unsafe { core::slice::from_raw_parts_mut(ptr, len) };
+                frame[..len.min(CLEARED_HEAD)].fill(0);
+                let r = f(frame);
+                let next = p.pages[p.count - 1] + 1;
+                let joined = p.co.as_mut().map(|co| co.join(frame, gso));
+                if let Some(Join::Append(from)) = joined {
+                    debug_assert_eq!(from, header, "the coalescer takes only its own header length");
+                    frame[..header].copy_from_slice(&saved[..header]);
+                    for id in next..next + new_pages {
+                        p.pages[p.count] = id;
+                        p.count += 1;
+                    }
+                    p.len += len - header;
+                    self.tx_pending = Some(p);
+                    return (r, Ok(Some(len)));
+                }
+                // Not a continuation after all: the frame goes on its own, the packet as it was.
+                let mut scratch = core::mem::take(&mut self.scratch);
+                scratch[..len].copy_from_slice(frame);
+                frame[..header].copy_from_slice(&saved[..header]);
+                for id in next..next + new_pages {
+                    let _ = self.tx_ids.complete(id);
+                }
+                self.tx_pending = Some(p);
+                self.flush_tx();
+                let sent = self.stack_send(&scratch[..len], gso);
+                self.scratch = scratch;
+                (r, sent)
+            }
+        }
+    }
+
+    /// Runs `f` on `len` bytes of the scratch buffer, for a frame that is dropped.
+    fn with_scratch<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let mut scratch = core::mem::take(&mut self.scratch);
+        let r = f(&mut scratch[..len]);
+        self.scratch = scratch;
+        r
+    }
+
+    /// Where the stack's next frame of `len` bytes goes (below, [`Place`]). A pending packet
+    /// the frame cannot join (closed, full, or the frame carries no payload) is sent first.
+    fn emit_place(&mut self, len: usize) -> Place {
+        if let Some(p) = &self.tx_pending {
+            match p.co {
+                Some(co) if co.may_take(len) && co.len() == p.len => return self.continue_place(len, co.header_len()),
+                _ => self.flush_tx(),
+            }
+        }
+        let n = len.div_ceil(ring::PAGE_SIZE) as u16;
+        if n > 1 && !self.tx_contiguous {
+            return Place::Copied;
+        }
+        match self.tx_ids.take_run(n) {
+            Some(id) => Place::Fresh(id, n),
+            None => Place::Copied,
+        }
+    }
+
+    /// [`Place::Continue`] for a frame of `len` bytes with a `header`-byte header, if the
+    /// pending packet's pages it would span are at consecutive addresses and the buffers
+    /// after its last page are free for the rest; else [`Place::Copied`].
+    fn continue_place(&mut self, len: usize, header: usize) -> Place {
+        let Some(p) = &self.tx_pending else { return Place::Copied };
+        let (pages, count, at) = (p.pages, p.count, p.len - header);
+        let tail = self.packet_ptr(p, at);
+        let first = at / ring::PAGE_SIZE;
+        let last = (at + len - 1) / ring::PAGE_SIZE;
+        // `may_take` keeps the packet within `tx_limit`, at most `MAX_TX_SLOTS` pages.
+        let consecutive = (first..count - 1).all(|i| pages[i + 1] == pages[i].wrapping_add(1));
+        if !self.tx_contiguous || last >= MAX_TX_SLOTS || !consecutive {
+            return Place::Copied;
+        }
+        let new_pages = (last + 1).saturating_sub(count) as u16;
+        if new_pages > 0 && !self.tx_ids.insert_run(pages[count - 1].wrapping_add(1), new_pages) {
+            return Place::Copied;
+        }
+        let mut saved = [0u8; offload::MAX_HEADER];
+        // SAFETY: packet bytes `at..at + header` were written by earlier frames and lie in the
+        // packet's pages from `first`, at consecutive addresses (checked above).
+        let tail = unsafe { core::slice::from_raw_parts(tail, header) };
+        saved[..header].copy_from_slice(tail);
+        Place::Continue { at, header, saved, new_pages }
+    }
+
+    /// The address of packet byte `at` of `p` (in page `at / PAGE_SIZE` of the packet).
+    fn packet_ptr(&self, p: &TxPending, at: usize) -> *mut u8 {
+        let page = &self.tx_bufs[p.pages[at / ring::PAGE_SIZE] as usize];
+        page.ptr.wrapping_add(at % ring::PAGE_SIZE)
     }
 
     /// The end of one of the stack's polls. The pending packet goes now unless it is a TCP
@@ -667,7 +881,7 @@ impl Netfront {
         let Some(p) = self.tx_pending.take() else { return };
         let mut flags = 0;
         let mut gso = None;
-        match p.co.filter(|co| co.segments() > 1) {
+        match p.co.filter(|co| co.needs_gso()) {
             Some(co) => {
                 let mut header = [0u8; 128];
                 co.finish(&mut header);
@@ -676,6 +890,14 @@ impl Netfront {
                 gso = Some(co.mss());
                 self.counters.tx_gso_packets += 1;
                 self.counters.tx_gso_segments += co.segments() as u64;
+            }
+            None if p.len > MAX_FRAME => {
+                // The stack cuts every segment the coalescer does not take (`stack_frame_limit`).
+                error!("netfront: vif {}: a frame of {} bytes, longer than the MTU; dropped", self.index, p.len);
+                for &id in &p.pages[..p.count] {
+                    let _ = self.tx_ids.complete(id);
+                }
+                return;
             }
             None => {
                 let page = &self.tx_bufs[p.pages[0] as usize];
@@ -769,14 +991,29 @@ pub fn stack_recv(index: u32, buf: &mut [u8]) -> Result<Option<usize>, NetError>
     stack_slot(&mut devices, index)?.take_frame(buf)
 }
 
-/// The stack's send: takes `frame` (it may wait in a coalesced packet until
-/// [`stack_flush`]), or `None` when every tx buffer is in flight (never waits).
-pub fn stack_send(index: u32, frame: &[u8]) -> Result<Option<usize>, NetError> {
-    if frame.is_empty() || frame.len() > MAX_FRAME {
-        return Err(NetError::BadFrame);
-    }
+/// The stack's send: `f` writes the next frame of `len` bytes, into tx pages where it can
+/// (`Netfront::stack_emit`), to be cut at `gso` by the backend if the stack asked; it may wait
+/// in a coalesced packet until [`stack_flush`]. Returns `f`'s result and whether the frame was
+/// taken (`None`: every tx buffer is in flight; never waits).
+pub fn stack_emit<R>(index: u32, len: usize, gso: Option<usize>, f: impl FnOnce(&mut [u8]) -> R) -> (R, Result<Option<usize>, NetError>) {
     let mut devices = DEVICES.lock();
-    stack_slot(&mut devices, index)?.stack_send(frame)
+    let e = match stack_slot(&mut devices, index) {
+        Ok(dev) if (1..=dev.stack_frame_limit()).contains(&len) => return dev.stack_emit(len, gso, f),
+        Ok(_) => NetError::BadFrame,
+        Err(e) => e,
+    };
+    drop(devices);
+    let mut frame = alloc::vec![0u8; len];
+    (f(&mut frame), Err(e))
+}
+
+/// The largest TCP/IPv4 frame, Ethernet header included, the stack may build for the backend
+/// to cut into segments (smoltcp's segmentation offload), or `None` when the backend takes no
+/// GSO packets.
+pub fn stack_gso_limit(index: u32) -> Option<usize> {
+    let mut devices = DEVICES.lock();
+    let dev = stack_slot(&mut devices, index).ok()?;
+    dev.offloads.tx_gso.then(|| dev.tx_limit())
 }
 
 /// At the end of the stack's poll at `now`: sends the packet its frames were coalesced into,

@@ -6,8 +6,9 @@
 //! (the backend completes it), or computes the whole checksum when the backend cannot. On rx,
 //! [`rx_checksum`] passes frames the backend validated, completes those it left blank, and
 //! verifies the rest; a frame that fails is dropped by the caller. [`Coalescer`] joins
-//! consecutive MSS-sized segments of one TCP/IPv4 flow into one GSO packet, which the backend
-//! segments again. Every frame here comes from the stack or the backend: nothing panics on it.
+//! consecutive segments of one TCP/IPv4 flow (MSS-sized ones, or ones the stack built longer
+//! for the device to cut) into one GSO packet, which the backend cuts at the MSS. Every frame
+//! here comes from the stack or the backend: nothing panics on it.
 
 use smoltcp::wire::checksum;
 use smoltcp::wire::{IpProtocol, Ipv4Address, Ipv6Address};
@@ -17,6 +18,7 @@ const ETH: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const IPV6_HEADER: usize = 40;
+const TCP_FLAG_FIN: u8 = 0x01;
 const TCP_FLAG_PSH: u8 = 0x08;
 const TCP_FLAG_ACK: u8 = 0x10;
 
@@ -204,7 +206,7 @@ pub fn rx_checksum(frame: &mut [u8], validated: bool, blank: bool) -> RxChecksum
 
 /// The longest header (Ethernet, IPv4 without options, TCP with options) a coalesced packet
 /// may have.
-const MAX_HEADER: usize = ETH + 20 + 60;
+pub const MAX_HEADER: usize = ETH + 20 + 60;
 
 /// A TCP/IPv4 segment's place in its frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +227,8 @@ fn tcp_segment(frame: &[u8]) -> Option<TcpSeg> {
     }
     let doff = (*frame.get(l4.at + 12)? >> 4) as usize * 4;
     let flags = *frame.get(l4.at + 13)?;
-    if doff < 20 || doff > l4.len || flags & !(TCP_FLAG_ACK | TCP_FLAG_PSH) != 0 || flags & TCP_FLAG_ACK == 0 {
+    let allowed = TCP_FLAG_ACK | TCP_FLAG_PSH | TCP_FLAG_FIN;
+    if doff < 20 || doff > l4.len || flags & !allowed != 0 || flags & TCP_FLAG_ACK == 0 {
         return None;
     }
     let seq = u32::from_be_bytes(frame.get(l4.at + 4..l4.at + 8)?.try_into().ok()?);
@@ -251,16 +254,20 @@ fn same_flow(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The coalesced packet being built: the first segment's header and what was appended.
+///
+/// A segment the stack built longer than the MSS, for the device to cut (`gso`, smoltcp's
+/// segmentation offload), starts or joins a packet like any other; the backend cuts the whole
+/// payload at the MSS whatever frames it came in.
 #[derive(Clone, Copy, Debug)]
 pub struct Coalescer {
     header: [u8; MAX_HEADER],
     header_len: usize,
-    /// The payload of every segment but the last (the first segment's payload).
+    /// The size the backend cuts the payload at: the first segment's payload, or the segment
+    /// size the stack asked for.
     mss: usize,
     payload: usize,
-    segments: usize,
     next_seq: u32,
-    /// The last segment had PSH (or was shorter than the MSS): nothing may follow it.
+    /// The last segment had PSH, or the payload is not whole segments: nothing may follow.
     closed: bool,
     /// The most bytes (header and payload) the packet may grow to.
     limit: usize,
@@ -276,49 +283,66 @@ pub enum Join {
 }
 
 impl Coalescer {
-    /// Starts a packet with `frame` (which may be any frame); `limit` bounds the packet's
-    /// bytes. Returns `None` when the frame can never be coalesced (send it alone).
-    pub fn start(frame: &[u8], limit: usize) -> Option<Coalescer> {
+    /// Starts a packet with `frame` (which may be any frame); `gso` is the segment size the
+    /// stack asked the device to cut it at, `limit` bounds the packet's bytes. Returns `None`
+    /// when the frame is no TCP/IPv4 segment with a payload (it goes alone, as it is); a
+    /// segment with PSH or FIN starts a packet nothing may join.
+    pub fn start(frame: &[u8], gso: Option<usize>, limit: usize) -> Option<Coalescer> {
         let seg = tcp_segment(frame)?;
-        if seg.payload == 0 || seg.header > MAX_HEADER || seg.flags & TCP_FLAG_PSH != 0 {
+        if seg.payload == 0 || seg.header > MAX_HEADER {
             return None;
         }
+        let mss = gso.filter(|&m| m > 0 && m < seg.payload).unwrap_or(seg.payload);
         let mut header = [0; MAX_HEADER];
         header[..seg.header].copy_from_slice(&frame[..seg.header]);
         Some(Coalescer {
             header,
             header_len: seg.header,
-            mss: seg.payload,
+            mss,
             payload: seg.payload,
-            segments: 1,
             next_seq: seg.seq.wrapping_add(seg.payload as u32),
-            closed: false,
+            closed: seg.flags & (TCP_FLAG_PSH | TCP_FLAG_FIN) != 0 || seg.payload % mss != 0,
             limit,
         })
     }
 
-    /// Whether `frame` continues the packet (same flow, the next sequence number, the same
-    /// ack, window and options, at most an MSS of payload, within the limit); if it does it
-    /// is counted in.
-    pub fn join(&mut self, frame: &[u8]) -> Join {
+    /// Whether `frame` (cut at `gso` if the stack asked for it) continues the packet (same
+    /// flow, the next sequence number, the same ack, window and options, segments of the
+    /// packet's MSS, within the limit); if it does it is counted in.
+    pub fn join(&mut self, frame: &[u8], gso: Option<usize>) -> Join {
         let Some(seg) = tcp_segment(frame) else { return Join::No };
         let fits = self.header_len + self.payload + seg.payload <= self.limit;
+        let sized = match gso {
+            Some(m) => m == self.mss,
+            None => seg.payload <= self.mss,
+        };
         if self.closed
+            || seg.flags & TCP_FLAG_FIN != 0
             || seg.header != self.header_len
             || seg.seq != self.next_seq
             || seg.payload == 0
-            || seg.payload > self.mss
+            || !sized
             || !fits
             || !same_flow(&self.header[..self.header_len], &frame[..seg.header])
         {
             return Join::No;
         }
         self.payload += seg.payload;
-        self.segments += 1;
         self.next_seq = seg.seq.wrapping_add(seg.payload as u32);
-        self.closed = seg.payload < self.mss || seg.flags & TCP_FLAG_PSH != 0;
+        self.closed = seg.flags & TCP_FLAG_PSH != 0 || self.payload % self.mss != 0;
         self.header[ETH + 33] |= seg.flags & TCP_FLAG_PSH;
         Join::Append(seg.header)
+    }
+
+    /// Whether the packet holds more than one segment: it goes as a GSO packet.
+    pub fn needs_gso(&self) -> bool {
+        self.payload > self.mss
+    }
+
+    /// Whether a frame of `frame_len` bytes with this packet's header could still join (its
+    /// payload appended within the limit); [`Self::join`] decides whether it does.
+    pub fn may_take(&self, frame_len: usize) -> bool {
+        !self.closed && frame_len > self.header_len && self.len() + (frame_len - self.header_len) <= self.limit
     }
 
     /// Whether another segment of the MSS may still join.
@@ -326,9 +350,9 @@ impl Coalescer {
         !self.closed && self.header_len + self.payload + self.mss <= self.limit
     }
 
-    /// Segments counted in.
+    /// The segments the backend cuts the packet into.
     pub fn segments(&self) -> usize {
-        self.segments
+        self.payload.div_ceil(self.mss)
     }
 
     /// The MSS the backend is to cut the packet at (the gso size).
@@ -517,12 +541,12 @@ mod tests {
         let a = tcp_frame(1000, TCP_FLAG_ACK, &payload(MSS, 1));
         let b = tcp_frame(1000 + MSS as u32, TCP_FLAG_ACK, &payload(MSS, 2));
         let c = tcp_frame(1000 + 2 * MSS as u32, TCP_FLAG_ACK | TCP_FLAG_PSH, &payload(100, 3));
-        let mut co = Coalescer::start(&a, 65535).unwrap();
-        assert_eq!(co.join(&b), Join::Append(54));
-        assert_eq!(co.join(&c), Join::Append(54));
+        let mut co = Coalescer::start(&a, None, 65535).unwrap();
+        assert_eq!(co.join(&b, None), Join::Append(54));
+        assert_eq!(co.join(&c, None), Join::Append(54));
         assert_eq!((co.segments(), co.mss(), co.len()), (3, MSS as u16, 54 + 2 * MSS + 100));
         let d = tcp_frame(1000 + 2 * MSS as u32 + 100, TCP_FLAG_ACK, &payload(MSS, 4));
-        assert_eq!(co.join(&d), Join::No, "nothing after PSH");
+        assert_eq!(co.join(&d, None), Join::No, "nothing after PSH");
         assert!(!co.may_grow(), "closed by PSH");
         // The packet as the backend gets it: one header, the payloads in order, valid IP
         // header, the pseudo-header sum over the whole length in the TCP checksum field.
@@ -542,10 +566,59 @@ mod tests {
     }
 
     #[test]
+    fn may_take_admits_exactly_the_frames_join_could_append() {
+        let a = tcp_frame(1000, TCP_FLAG_ACK, &payload(MSS, 1));
+        let mut co = Coalescer::start(&a, None, 54 + 2 * MSS + 10).unwrap();
+        assert!(co.may_take(54 + MSS) && !co.may_take(54) && !co.may_take(20), "a payload is needed");
+        assert_eq!(co.join(&tcp_frame(1000 + MSS as u32, TCP_FLAG_ACK, &payload(MSS, 2)), None), Join::Append(54));
+        assert!(!co.may_take(54 + MSS) && co.may_take(54 + 10) && !co.may_take(54 + 11), "the limit");
+        assert_eq!(co.join(&tcp_frame(1000 + 2 * MSS as u32, TCP_FLAG_ACK, &payload(10, 3)), None), Join::Append(54));
+        assert!(!co.may_take(54 + 1), "closed by a short segment, and full");
+        let mut short = Coalescer::start(&a, None, 65535).unwrap();
+        assert_eq!(short.join(&tcp_frame(1000 + MSS as u32, TCP_FLAG_ACK, &payload(9, 2)), None), Join::Append(54));
+        assert!(!short.may_take(54 + 1), "nothing follows a segment shorter than the MSS");
+    }
+
+    #[test]
+    fn segments_the_stack_built_for_the_device_to_cut_start_and_join_packets() {
+        // smoltcp's segmentation offload: one frame of 3 segments, cut at MSS.
+        let big = tcp_frame(1000, TCP_FLAG_ACK, &payload(3 * MSS, 1));
+        let mut co = Coalescer::start(&big, Some(MSS), 65535).unwrap();
+        assert!(co.needs_gso() && co.may_grow());
+        assert_eq!((co.segments(), co.mss()), (3, MSS as u16));
+        let next = 1000 + 3 * MSS as u32;
+        assert_eq!(co.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(2 * MSS, 2)), Some(MSS + 1)), Join::No, "another MSS");
+        assert_eq!(co.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(2 * MSS, 2)), None), Join::No, "uncut and too long");
+        assert_eq!(co.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(2 * MSS, 2)), Some(MSS)), Join::Append(54));
+        assert_eq!(co.join(&tcp_frame(next + 2 * MSS as u32, TCP_FLAG_ACK, &payload(MSS, 3)), None), Join::Append(54));
+        assert_eq!((co.segments(), co.len()), (6, 54 + 6 * MSS));
+        // A payload that is not whole segments, or PSH, ends it; it still goes as GSO.
+        let tail = tcp_frame(1000, TCP_FLAG_ACK, &payload(2 * MSS + 7, 1));
+        let co = Coalescer::start(&tail, Some(MSS), 65535).unwrap();
+        assert!(co.needs_gso() && !co.may_grow() && !co.may_take(54 + 1));
+        assert_eq!(co.segments(), 3);
+        let last = tcp_frame(1000, TCP_FLAG_ACK | TCP_FLAG_PSH, &payload(2 * MSS, 1));
+        let co = Coalescer::start(&last, Some(MSS), 65535).unwrap();
+        assert!(co.needs_gso() && !co.may_grow());
+        // The last data with the FIN (a connection closed with data queued) too: the backend
+        // keeps FIN for the last segment it cuts.
+        let fin = tcp_frame(1000, TCP_FLAG_ACK | TCP_FLAG_FIN, &payload(2 * MSS, 1));
+        let co = Coalescer::start(&fin, Some(MSS), 65535).unwrap();
+        assert!(co.needs_gso() && !co.may_grow());
+        let mut header = [0u8; 54];
+        co.finish(&mut header);
+        assert_eq!(header[ETH + 33], TCP_FLAG_ACK | TCP_FLAG_FIN);
+        // A segment size no smaller than the payload is no cut.
+        let one = tcp_frame(1000, TCP_FLAG_ACK, &payload(MSS, 1));
+        assert!(!Coalescer::start(&one, Some(MSS), 65535).unwrap().needs_gso());
+        assert!(!Coalescer::start(&one, Some(0), 65535).unwrap().needs_gso());
+    }
+
+    #[test]
     fn segments_that_must_not_merge_do_not() {
         let a = tcp_frame(1000, TCP_FLAG_ACK, &payload(MSS, 1));
         let next = 1000 + MSS as u32;
-        let start = || Coalescer::start(&a, 65535).unwrap();
+        let start = || Coalescer::start(&a, None, 65535).unwrap();
         // A gap, a repeat, a different flow (port, address, ack, window), other flags, empty.
         let mut other_port = tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2));
         other_port[ETH + 21] ^= 1;
@@ -572,27 +645,28 @@ mod tests {
             ("udp", udp_frame()),
         ];
         for (name, f) in cases {
-            assert_eq!(start().join(&f), Join::No, "{name}");
+            assert_eq!(start().join(&f, None), Join::No, "{name}");
         }
         // A short segment ends the packet; a limit bounds it.
         let mut co = start();
         assert!(co.may_grow());
-        assert_eq!(co.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(10, 2))), Join::Append(54));
-        assert_eq!(co.join(&tcp_frame(next + 10, TCP_FLAG_ACK, &payload(MSS, 2))), Join::No);
+        assert_eq!(co.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(10, 2)), None), Join::Append(54));
+        assert_eq!(co.join(&tcp_frame(next + 10, TCP_FLAG_ACK, &payload(MSS, 2)), None), Join::No);
         assert!(!co.may_grow(), "after a short segment");
-        let mut small = Coalescer::start(&a, 54 + 2 * MSS - 1).unwrap();
+        let mut small = Coalescer::start(&a, None, 54 + 2 * MSS - 1).unwrap();
         assert!(!small.may_grow(), "no room for another segment");
-        assert_eq!(small.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2))), Join::No);
+        assert_eq!(small.join(&tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2)), None), Join::No);
         // Bytes after the IP packet (padding) neither join nor start one.
         let mut padded = tcp_frame(next, TCP_FLAG_ACK, &payload(MSS, 2));
         padded.push(0);
-        assert_eq!(start().join(&padded), Join::No);
-        assert!(Coalescer::start(&padded, 65535).is_none());
+        assert_eq!(start().join(&padded, None), Join::No);
+        assert!(Coalescer::start(&padded, None, 65535).is_none());
         // What cannot start a packet.
-        assert!(Coalescer::start(&tcp_frame(1, TCP_FLAG_ACK | TCP_FLAG_PSH, b"x"), 65535).is_none());
-        assert!(Coalescer::start(&tcp_frame(1, TCP_FLAG_ACK, b""), 65535).is_none());
-        assert!(Coalescer::start(&tcp_frame(1, 0x02, b"x"), 65535).is_none(), "SYN");
-        assert!(Coalescer::start(&ARP, 65535).is_none());
+        let psh = Coalescer::start(&tcp_frame(1, TCP_FLAG_ACK | TCP_FLAG_PSH, b"x"), None, 65535).unwrap();
+        assert!(!psh.may_grow() && !psh.needs_gso(), "a PSH segment goes alone");
+        assert!(Coalescer::start(&tcp_frame(1, TCP_FLAG_ACK, b""), None, 65535).is_none());
+        assert!(Coalescer::start(&tcp_frame(1, 0x02, b"x"), None, 65535).is_none(), "SYN");
+        assert!(Coalescer::start(&ARP, None, 65535).is_none());
     }
 
     #[test]
@@ -603,7 +677,7 @@ mod tests {
             let _ = tx_checksum(&mut cut, true);
             let _ = rx_checksum(&mut cut, false, false);
             let _ = rx_checksum(&mut cut, true, true);
-            assert!(Coalescer::start(&cut, 65535).is_none() || n == f.len());
+            assert!(Coalescer::start(&cut, None, 65535).is_none() || n == f.len());
         }
     }
 }

@@ -250,6 +250,22 @@ impl Outstanding {
         true
     }
 
+    /// Marks the lowest run of `n` consecutive free ids outstanding and returns its first.
+    pub fn take_run(&mut self, n: u16) -> Option<u16> {
+        let first = (0..self.limit.checked_sub(n)?.saturating_add(1)).find(|&f| (f..f + n).all(|id| !self.contains(id)))?;
+        self.insert_run(first, n).then_some(first)
+    }
+
+    /// Marks `first..first + n` outstanding if every one of them is free and in range (else
+    /// none); returns whether it did.
+    pub fn insert_run(&mut self, first: u16, n: u16) -> bool {
+        let Some(end) = first.checked_add(n).filter(|&end| end <= self.limit) else { return false };
+        if (first..end).any(|id| self.contains(id)) {
+            return false;
+        }
+        (first..end).all(|id| self.insert(id))
+    }
+
     /// Checks that `id` names an outstanding request, then marks it done.
     pub fn complete(&mut self, id: u16) -> Result<(), RingError> {
         if id >= self.limit {
@@ -424,6 +440,28 @@ mod tests {
 
     fn rx_words(id: u16, offset: u16, flags: u16, status: i16) -> [u32; 2] {
         [id as u32 | (offset as u32) << 16, flags as u32 | (status as u16 as u32) << 16]
+    }
+
+    #[test]
+    fn runs_of_ids_are_taken_whole_or_not_at_all() {
+        let mut ids = Outstanding::new(8);
+        assert_eq!(ids.take_run(3), Some(0));
+        assert_eq!(ids.take(), Some(3));
+        assert_eq!(ids.take_run(2), Some(4));
+        assert!(ids.complete(1).is_ok());
+        assert_eq!(ids.take_run(2), Some(6), "1 alone is too short");
+        assert_eq!(ids.take_run(1), Some(1));
+        assert_eq!(ids.take_run(1), None);
+        assert_eq!(Outstanding::new(4).take_run(5), None, "longer than the ids");
+        assert_eq!(Outstanding::new(4).take_run(4), Some(0));
+        let mut ids = Outstanding::new(8);
+        assert!(ids.insert(5));
+        assert!(!ids.insert_run(3, 3), "5 is taken");
+        assert!(!ids.contains(3) && !ids.contains(4), "nothing taken of a refused run");
+        assert!(!ids.insert_run(6, 3), "past the limit");
+        assert!(!ids.insert_run(u16::MAX, 2), "no overflow");
+        assert!(ids.insert_run(6, 2) && ids.contains(6) && ids.contains(7));
+        assert_eq!(ids.count(), 3);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Loopback, Medium};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Loopback, Medium, PacketMeta};
 use smoltcp::socket::{dhcpv4, dns, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -174,12 +174,17 @@ struct VifDev {
     /// A frame could not be queued in this poll: every tx buffer is in flight, and netfront
     /// asked the backend for an event at the next completion.
     tx_full: bool,
+    /// The largest TCP/IPv4 frame smoltcp may build for the backend to cut
+    /// (`netfront::stack_gso_limit`).
+    gso_limit: Option<usize>,
 }
 
 struct VifRx<'a>(&'a [u8]);
 struct VifTx<'a> {
     index: u32,
     broken: &'a mut bool,
+    /// The segment size smoltcp asked the device to cut the frame at.
+    gso: Option<usize>,
 }
 
 fn failed(index: u32, broken: &mut bool, e: netfront::NetError) {
@@ -199,7 +204,7 @@ impl Device for VifDev {
         }
         let VifDev { index, buf, broken, .. } = self;
         match netfront::stack_recv(*index, buf) {
-            Ok(Some(n)) => Some((VifRx(&buf[..n]), VifTx { index: *index, broken })),
+            Ok(Some(n)) => Some((VifRx(&buf[..n]), VifTx { index: *index, broken, gso: None })),
             Ok(None) => None,
             Err(e) => {
                 failed(*index, broken, e);
@@ -214,7 +219,7 @@ impl Device for VifDev {
         }
         // `stack_can_send` asks for an event at the next completion when it says no.
         self.tx_full = !netfront::stack_can_send(self.index);
-        (!self.tx_full).then_some(VifTx { index: self.index, broken: &mut self.broken })
+        (!self.tx_full).then_some(VifTx { index: self.index, broken: &mut self.broken, gso: None })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -229,6 +234,11 @@ impl Device for VifDev {
         // received ones (`net::offload`); IPv4 header and ICMP checksums stay smoltcp's.
         caps.checksum.tcp = Checksum::None;
         caps.checksum.udp = Checksum::None;
+        // With GSO smoltcp builds a TCP/IPv4 segment of as much as the window lets it send (up
+        // to a packet the backend takes) in one frame, once, and the backend cuts it at the
+        // MSS: one header and one pass through the stack a packet instead of a segment.
+        // smoltcp drops IPv6 frames longer than the MTU, so none is asked for IPv6.
+        caps.segmentation.tcpv4 = self.gso_limit.and_then(core::num::NonZeroUsize::new);
         caps
     }
 }
@@ -240,17 +250,17 @@ impl phy::RxToken for VifRx<'_> {
 }
 
 impl phy::TxToken for VifTx<'_> {
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.gso = meta.segmentation_offload_size.map(|size| usize::from(size.get()));
+    }
+
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = [0u8; netfront::MAX_FRAME];
-        if len > frame.len() {
-            // Longer than the device's MTU: smoltcp builds no such frame; dropped.
-            let mut big = vec![0u8; len];
-            return f(&mut big);
-        }
-        let r = f(&mut frame[..len]);
-        match netfront::stack_send(self.index, &frame[..len]) {
+        let (r, sent) = netfront::stack_emit(self.index, len, self.gso, f);
+        match sent {
             Ok(Some(_)) => {}
             Ok(None) => debug!("net: vif {}: tx ring full; frame dropped", self.index),
+            // Longer than the device's MTU: smoltcp builds no such frame.
+            Err(netfront::NetError::BadFrame) => debug!("net: vif {}: a frame of {len} bytes dropped", self.index),
             Err(e) => failed(self.index, self.broken, e),
         }
         r
@@ -520,7 +530,8 @@ impl Net {
     fn vif_up(&mut self, mac: [u8; 6], port: u32, cfg: &crate::cmdline::NetConfig) {
         let now = instant();
         let buf = vec![0; crate::net::rx_packet::MAX_RX_PACKET];
-        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false };
+        let gso_limit = netfront::stack_gso_limit(0);
+        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut dev, now);
