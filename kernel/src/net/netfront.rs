@@ -31,6 +31,7 @@ use core::sync::atomic::AtomicU32;
 use crate::net::offload::{self, Coalescer, Join, RxChecksum};
 use crate::net::ring::{self, FrontRing, Outstanding, RX_SLOT_WORDS, RingError, TX_SLOT_WORDS, TxDone};
 use crate::net::rx_packet::{RxAssembler, RxPacket};
+use crate::net::tx_layout::{MAX_TX_SLOTS, continue_span, tx_buffers_for};
 use crate::sync::Mutex;
 use crate::xen::abi::errno;
 use crate::xen::abi::netif::*;
@@ -60,9 +61,6 @@ pub const MAX_FRAME: usize = 1514;
 /// (`Netfront::end_of_poll`): the backend took 1-3 ms of dom0's CPU for a 64 KiB packet on the
 /// emulated machine.
 const TX_HOLD_NS: u64 = 10_000_000;
-/// The most data slots of a tx packet: one under netif.h's `XEN_NETIF_NR_SLOTS_MIN`, which
-/// every backend takes.
-const MAX_TX_SLOTS: usize = XEN_NETIF_NR_SLOTS_MIN - 1;
 /// The most vifs a program may open (`device/vif/0` to `7`).
 const MAX_DEVICES: usize = 8;
 /// How long the handshake and the teardown may take.
@@ -612,10 +610,11 @@ impl Netfront {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), page.ptr.add(at), n) };
     }
 
-    /// The largest coalesced packet: 64 KiB, the slots a backend takes, and half the tx
-    /// buffers (so that two packets can be in flight).
+    /// The largest coalesced packet: 64 KiB, the slots a backend takes, and under half the tx
+    /// buffers, so that with one such packet in flight the next can be built (it needs one
+    /// buffer more than its pages: `tx_room`).
     fn tx_limit(&self) -> usize {
-        let pages = (self.tx_bufs.len() / 2).min(MAX_TX_SLOTS);
+        let pages = (self.tx_bufs.len().saturating_sub(1) / 2).min(MAX_TX_SLOTS);
         XEN_NETIF_MAX_TX_SIZE.min(pages * ring::PAGE_SIZE)
     }
 
@@ -625,18 +624,28 @@ impl Netfront {
         if self.offloads.tx_gso { self.tx_limit() } else { MAX_FRAME }
     }
 
-    /// Free tx buffers the stack's next frame needs: the pages of the largest frame, and one
-    /// more, as a frame appended to the pending packet may straddle a page.
+    /// Free tx buffers the stack's next frame needs, not knowing its length: those of the
+    /// largest frame ([`Self::tx_room`]).
     fn tx_free_needed(&self) -> u32 {
-        self.stack_frame_limit().div_ceil(ring::PAGE_SIZE) as u32 + 1
+        tx_buffers_for(self.stack_frame_limit())
     }
 
-    /// Whether the stack's next frame can be taken ([`Self::tx_free_needed`]). A pending packet
-    /// is sent first if it holds the buffers the frame would need.
+    /// Whether the stack may build its next frame, of any length up to the largest: asked
+    /// before smoltcp sends (`VifDev::transmit`). A pending packet is sent first if it holds
+    /// the buffers the frame would need.
     fn stack_can_send(&mut self) -> Result<bool, NetError> {
+        self.tx_room(self.stack_frame_limit())
+    }
+
+    /// Whether a frame of `len` bytes can be taken: free tx buffers for its pages and one more,
+    /// as a frame appended to the pending packet may straddle a page. A reply smoltcp builds
+    /// while it takes a packet in (an ACK, an ARP or ICMP answer) was never asked about
+    /// beforehand: it needs only its own room. A pending packet is sent first if it holds the
+    /// buffers the frame would need.
+    fn tx_room(&mut self, len: usize) -> Result<bool, NetError> {
         self.usable()?;
         self.reap_tx()?;
-        let needed = self.tx_free_needed();
+        let needed = tx_buffers_for(len);
         if self.tx_free() < needed && self.tx_pending.is_some() {
             self.flush_tx();
             self.reap_tx()?;
@@ -648,7 +657,7 @@ impl Netfront {
     /// it: appended to the pending packet if it continues it, else the pending packet is sent
     /// and the frame starts the next one. `None` when no tx buffer is free.
     fn stack_send(&mut self, frame: &[u8], gso: Option<usize>) -> Result<Option<usize>, NetError> {
-        if !self.stack_can_send()? {
+        if !self.tx_room(frame.len())? {
             return Ok(None);
         }
         if let Some(mut p) = self.tx_pending.take() {
@@ -691,13 +700,14 @@ impl Netfront {
     /// payload's last bytes, kept aside and put back once the coalescer has read it). Returns
     /// `f`'s result and whether the frame was taken.
     fn stack_emit<R>(&mut self, len: usize, gso: Option<usize>, f: impl FnOnce(&mut [u8]) -> R) -> (R, Result<Option<usize>, NetError>) {
-        let place = match self.stack_can_send() {
+        let place = match self.tx_room(len) {
             Ok(true) => self.emit_place(len),
             other => return (self.with_scratch(len, f), other.map(|_| None)),
         };
         match place {
             Place::Copied => {
                 let mut scratch = core::mem::take(&mut self.scratch);
+                scratch[..len.min(CLEARED_HEAD)].fill(0);
                 let r = f(&mut scratch[..len]);
                 let sent = self.stack_send(&scratch[..len], gso);
                 self.scratch = scratch;
@@ -743,6 +753,9 @@ impl Netfront {
                     return (r, Ok(Some(len)));
                 }
                 // Not a continuation after all: the frame goes on its own, the packet as it was.
+                // FIXME: such a frame is copied twice (here, then by `stack_send`); a segment
+                // of another flow while a packet is pending (two bulk sends at once) is one of
+                // them, up to 64 KiB each time.
                 let mut scratch = core::mem::take(&mut self.scratch);
                 scratch[..len].copy_from_slice(frame);
                 frame[..header].copy_from_slice(&saved[..header]);
@@ -790,22 +803,15 @@ impl Netfront {
     /// after its last page are free for the rest; else [`Place::Copied`].
     fn continue_place(&mut self, len: usize, header: usize) -> Place {
         let Some(p) = &self.tx_pending else { return Place::Copied };
-        let (pages, count, at) = (p.pages, p.count, p.len - header);
-        let tail = self.packet_ptr(p, at);
-        let first = at / ring::PAGE_SIZE;
-        let last = (at + len - 1) / ring::PAGE_SIZE;
-        // `may_take` keeps the packet within `tx_limit`, at most `MAX_TX_SLOTS` pages.
-        let consecutive = (first..count - 1).all(|i| pages[i + 1] == pages[i].wrapping_add(1));
-        if !self.tx_contiguous || last >= MAX_TX_SLOTS || !consecutive {
-            return Place::Copied;
-        }
-        let new_pages = (last + 1).saturating_sub(count) as u16;
-        if new_pages > 0 && !self.tx_ids.insert_run(pages[count - 1].wrapping_add(1), new_pages) {
+        let Some((at, new_pages)) = continue_span(&p.pages[..p.count], p.len, header, len) else { return Place::Copied };
+        let (tail, last) = (self.packet_ptr(p, at), p.pages[p.count - 1]);
+        if !self.tx_contiguous || (new_pages > 0 && !self.tx_ids.insert_run(last.wrapping_add(1), new_pages)) {
             return Place::Copied;
         }
         let mut saved = [0u8; offload::MAX_HEADER];
         // SAFETY: packet bytes `at..at + header` were written by earlier frames and lie in the
-        // packet's pages from `first`, at consecutive addresses (checked above).
+        // packet's pages, consecutive ids and so (`tx_contiguous`) at consecutive addresses
+        // (`continue_span`).
         let tail = unsafe { core::slice::from_raw_parts(tail, header) };
         saved[..header].copy_from_slice(tail);
         Place::Continue { at, header, saved, new_pages }

@@ -285,8 +285,10 @@ pub enum Join {
 impl Coalescer {
     /// Starts a packet with `frame` (which may be any frame); `gso` is the segment size the
     /// stack asked the device to cut it at, `limit` bounds the packet's bytes. Returns `None`
-    /// when the frame is no TCP/IPv4 segment with a payload (it goes alone, as it is); a
-    /// segment with PSH or FIN starts a packet nothing may join.
+    /// when the frame is not a TCP/IPv4 segment the backend can cut (it goes alone, as it
+    /// is): not TCP over IPv4 without options, no payload, flags other than ACK, PSH and FIN,
+    /// bytes after the IP packet, a header over [`MAX_HEADER`]. A segment with PSH or FIN
+    /// starts a packet nothing may join.
     pub fn start(frame: &[u8], gso: Option<usize>, limit: usize) -> Option<Coalescer> {
         let seg = tcp_segment(frame)?;
         if seg.payload == 0 || seg.header > MAX_HEADER {

@@ -483,12 +483,19 @@ pub const BULK_ARGS: &[&str] = &["9000", "100000000", "10.99.0.1:9001"];
 
 /// dom0's tests/dom0-client sends [`BULK_BYTES`] to the guest's `bulk` (the guest checks them
 /// and reports), then takes the guest's connection and checks the [`BULK_BYTES`] it sends.
+/// dom0 pings the guest all along: the answers must come while the guest's tx buffers are
+/// busy with the bulk send.
 pub fn bulk_driver() -> String {
     carrying_the_client(with_dhcp!(
         "10.99.0.29",
         "wait_output 'bulk listening' 30
 has_lease
+ping -i 0.2 10.99.0.29 > /tmp/ping-$JOB 2>&1 &
+PING=$!
 /tmp/dom0-client-$JOB 10.99.0.29:9000 bulk 100000000 10.99.0.1:9001 || echo \"dom0-client failed: $?\"
+kill -INT $PING 2>/dev/null || true
+wait $PING || true
+grep 'packets transmitted' /tmp/ping-$JOB || echo 'ping: no summary'
 "
     ))
 }
@@ -549,4 +556,21 @@ fn net_bulk_100mb_arrive_intact_each_way() {
     assert!(!r.driver_output.contains("dom0-client failed"), "{everything}");
     assert_eq!(r.driver_status, Some(0), "{everything}");
     assert_eq!(r.status, 0, "{everything}");
+    // busybox ping: "N packets transmitted, M packets received, ..." (the last may be in
+    // flight when it is stopped).
+    let line = r
+        .driver_output
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary; {everything}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let count = |word: &str| -> u32 {
+        let at = words.iter().position(|w| w.trim_end_matches(',') == word);
+        at.and_then(|at| words.get(at.checked_sub(2)?)?.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"))
+    };
+    let (sent, answered) = (count("transmitted"), count("received"));
+    println!("ping during the transfers: {line}");
+    assert!(sent >= 5, "{line}; {everything}");
+    assert!(answered + 1 >= sent, "pings unanswered during the bulk transfers: {line}; {everything}");
 }
