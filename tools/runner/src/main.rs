@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 use xen_runner::batch::{self, BatchOptions};
 use xen_runner::cmdline::{self, LogLevel};
-use xen_runner::forward::Forward;
+use xen_runner::forward::{self, Forward};
 use xen_runner::manifest::Defaults;
 use xen_runner::run::{self, Mode, RunOptions};
 use xen_runner::status;
@@ -72,7 +72,7 @@ struct Cli {
     /// Forward a host port to the guest (TCP unless udp: is given; the host address is
     /// 127.0.0.1 unless given; implies --mode domu; docs/runner.md, "Networking")
     /// [env: XEN_RUNNER_FORWARD, comma-separated]
-    #[arg(long = "forward", value_name = "[udp:][ADDR:]HOSTPORT[:GUESTPORT]", conflicts_with = "batch")]
+    #[arg(long = "forward", value_name = "[tcp:|udp:][ADDR:]HOSTPORT[:GUESTPORT]", conflicts_with = "batch")]
     forward: Vec<Forward>,
     /// Give the guest this raw disk image as its virtual disk xvda, read-only with :ro
     /// (docs/fs.md, "Disks"; --mode domu or a Xen host)
@@ -274,6 +274,12 @@ fn main() -> ExitCode {
     };
     if let Err(why) = options.mode() {
         eprintln!("xen-runner: error: {why:#}");
+        return ExitCode::from(status::STATUS_USAGE);
+    }
+    // A taken or repeated port is the command line's problem, refused as one (status 2)
+    // before anything boots.
+    if let Err(why) = forward::check_all(&options.forwards) {
+        eprintln!("xen-runner: error: {why}");
         return ExitCode::from(status::STATUS_USAGE);
     }
     match run::run(&options) {

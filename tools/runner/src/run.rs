@@ -228,7 +228,6 @@ pub struct Judge<'a> {
 /// Runs the image and returns the runner's exit status.
 pub fn run(opts: &RunOptions) -> Result<u8> {
     let mode = opts.mode()?;
-    forward::check_all(&opts.forwards)?;
     let (xl_lines, kernel_args) = match mode {
         Mode::Domu => opts.domu_network(),
         Mode::Dom0 | Mode::Xl => (Vec::new(), opts.kernel_args.clone()),
