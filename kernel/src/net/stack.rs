@@ -389,6 +389,12 @@ fn refill_pool(
     });
     let listening = pool.iter().any(|&h| set.get::<tcp::Socket>(h).state() == tcp::State::Listen);
     if !listening && pool.len() < pool_size {
+        // FIXME: `SocketSet::add` takes the first free slot, and smoltcp gives a segment to the
+        // first socket in slot order that accepts it, so a listening socket in a slot before a
+        // half-open connection of the same port takes a retransmitted SYN of that connection
+        // and opens a second one for the same 4-tuple, which the peer's next segment resets.
+        // Suspected (not shown) cause of the resets in docs/runner.md's forwarding bursts;
+        // dropping a SYN whose 4-tuple a socket holds, before smoltcp sees it, would retire it.
         let mut s = Net::new_tcp(set);
         s.set_hop_limit(hop_limit);
         if s.listen(IpListenEndpoint { addr, port }).is_ok() {
