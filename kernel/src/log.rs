@@ -97,3 +97,4 @@ macro_rules! error { ($($arg:tt)*) => { log!($crate::log::Level::Error, $($arg)*
 macro_rules! warn { ($($arg:tt)*) => { log!($crate::log::Level::Warn, $($arg)*) }; }
 macro_rules! info { ($($arg:tt)*) => { log!($crate::log::Level::Info, $($arg)*) }; }
 macro_rules! debug { ($($arg:tt)*) => { log!($crate::log::Level::Debug, $($arg)*) }; }
+macro_rules! trace { ($($arg:tt)*) => { log!($crate::log::Level::Trace, $($arg)*) }; }

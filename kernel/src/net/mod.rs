@@ -9,6 +9,7 @@ pub mod netfront;
 pub mod offload;
 pub mod ring;
 pub mod rx_packet;
+pub mod syn_guard;
 pub mod tx_layout;
 #[cfg(target_os = "none")]
 pub mod stack;

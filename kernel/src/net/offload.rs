@@ -11,16 +11,17 @@
 //! here comes from the stack or the backend: nothing panics on it.
 
 use smoltcp::wire::checksum;
-use smoltcp::wire::{IpProtocol, Ipv4Address, Ipv6Address};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv6Address};
 
 /// Ethernet header length.
 const ETH: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const IPV6_HEADER: usize = 40;
-const TCP_FLAG_FIN: u8 = 0x01;
+pub const TCP_FLAG_FIN: u8 = 0x01;
+pub const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_PSH: u8 = 0x08;
-const TCP_FLAG_ACK: u8 = 0x10;
+pub const TCP_FLAG_ACK: u8 = 0x10;
 
 /// Where a frame's TCP or UDP header lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +205,36 @@ pub fn rx_checksum(frame: &mut [u8], validated: bool, blank: bool) -> RxChecksum
     if sum == 0xffff { RxChecksum::Good } else { RxChecksum::Bad }
 }
 
+/// A TCP segment's addresses, ports and flags, as [`syn_guard`](super::syn_guard) needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpEnds {
+    pub src: IpEndpoint,
+    pub dst: IpEndpoint,
+    pub flags: u8,
+}
+
+/// The ends and flags of a received TCP segment (IPv4 or IPv6, checked as for its checksum);
+/// `None` for anything else.
+pub fn tcp_ends(frame: &[u8]) -> Option<TcpEnds> {
+    let Parsed::Checkable(l4) = parse(frame) else { return None };
+    if !l4.tcp {
+        return None;
+    }
+    let addr = |at: usize| -> Option<IpAddress> {
+        Some(if l4.v6 {
+            IpAddress::Ipv6(Ipv6Address::from(<[u8; 16]>::try_from(frame.get(at..at + 16)?).ok()?))
+        } else {
+            IpAddress::Ipv4(Ipv4Address::from(<[u8; 4]>::try_from(frame.get(at..at + 4)?).ok()?))
+        })
+    };
+    let (src, dst) = if l4.v6 { (addr(ETH + 8)?, addr(ETH + 24)?) } else { (addr(ETH + 12)?, addr(ETH + 16)?) };
+    Some(TcpEnds {
+        src: IpEndpoint::new(src, be16(frame, l4.at)?),
+        dst: IpEndpoint::new(dst, be16(frame, l4.at + 2)?),
+        flags: *frame.get(l4.at + 13)?,
+    })
+}
+
 /// The longest header (Ethernet, IPv4 without options, TCP with options) a coalesced packet
 /// may have.
 pub const MAX_HEADER: usize = ETH + 20 + 60;
@@ -313,18 +344,17 @@ impl Coalescer {
     /// packet's MSS, within the limit); if it does it is counted in.
     pub fn join(&mut self, frame: &[u8], gso: Option<usize>) -> Join {
         let Some(seg) = tcp_segment(frame) else { return Join::No };
-        let fits = self.header_len + self.payload + seg.payload <= self.limit;
         let sized = match gso {
             Some(m) => m == self.mss,
             None => seg.payload <= self.mss,
         };
-        if self.closed
+        // `tcp_segment` took the frame only if it ends with the segment, so with this header
+        // length `may_take` is the test of an open packet, a payload, and the limit.
+        if seg.header != self.header_len
+            || !self.may_take(frame.len())
             || seg.flags & TCP_FLAG_FIN != 0
-            || seg.header != self.header_len
             || seg.seq != self.next_seq
-            || seg.payload == 0
             || !sized
-            || !fits
             || !same_flow(&self.header[..self.header_len], &frame[..seg.header])
         {
             return Join::No;

@@ -33,6 +33,7 @@ use smoltcp::wire::{
 };
 
 use crate::net::netfront;
+use crate::net::syn_guard::Held;
 use crate::sync::Mutex;
 
 /// Linux's errno values the socket calls return (negated).
@@ -177,6 +178,8 @@ struct VifDev {
     /// The largest TCP/IPv4 frame smoltcp may build for the backend to cut
     /// (`netfront::stack_gso_limit`).
     gso_limit: Option<usize>,
+    /// The connections whose retransmitted SYNs are dropped (`syn_guard`).
+    held: Held,
 }
 
 struct VifRx<'a>(&'a [u8]);
@@ -202,13 +205,21 @@ impl Device for VifDev {
         if self.broken {
             return None;
         }
-        let VifDev { index, buf, broken, .. } = self;
-        match netfront::stack_recv(*index, buf) {
-            Ok(Some(n)) => Some((VifRx(&buf[..n]), VifTx { index: *index, broken, gso: None })),
-            Ok(None) => None,
-            Err(e) => {
-                failed(*index, broken, e);
-                None
+        let VifDev { index, buf, broken, held, .. } = self;
+        loop {
+            match netfront::stack_recv(*index, buf) {
+                Ok(Some(n)) if held.is_duplicate_syn(&buf[..n]) => {
+                    debug!("net: vif {index}: a SYN again for a connection that has it; dropped");
+                }
+                Ok(Some(n)) => {
+                    trace_tcp(*index, "rx", &buf[..n]);
+                    return Some((VifRx(&buf[..n]), VifTx { index: *index, broken, gso: None }));
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    failed(*index, broken, e);
+                    return None;
+                }
             }
         }
     }
@@ -243,6 +254,35 @@ impl Device for VifDev {
     }
 }
 
+/// Logs a TCP segment's control flags (SYN, FIN, RST) at trace level, for following a
+/// connection's life.
+fn trace_tcp(index: u32, way: &str, frame: &[u8]) {
+    if !crate::log::enabled(crate::log::Level::Trace) {
+        return;
+    }
+    if let Some(seg) = crate::net::offload::tcp_ends(frame) {
+        if seg.flags & 0x07 != 0 {
+            trace!("net: vif {index}: {way} {} -> {} flags {:#04x}", seg.src, seg.dst, seg.flags);
+        }
+    }
+}
+
+/// A device's part in keeping retransmitted SYNs from listening sockets (`syn_guard`): the
+/// vif's; the loopback interface, which loses and delays nothing, needs none.
+trait Guarded {
+    fn held(&mut self) -> Option<&mut Held> {
+        None
+    }
+}
+
+impl Guarded for Loopback {}
+
+impl Guarded for VifDev {
+    fn held(&mut self) -> Option<&mut Held> {
+        Some(&mut self.held)
+    }
+}
+
 impl phy::RxToken for VifRx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         f(self.0)
@@ -255,11 +295,16 @@ impl phy::TxToken for VifTx<'_> {
     }
 
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let (r, sent) = netfront::stack_emit(self.index, len, self.gso, f);
+        let index = self.index;
+        let (r, sent) = netfront::stack_emit(self.index, len, self.gso, |frame: &mut [u8]| {
+            let r = f(frame);
+            trace_tcp(index, "tx", frame);
+            r
+        });
         match sent {
             Ok(Some(_)) => {}
             Ok(None) => debug!("net: vif {}: tx ring full; frame dropped", self.index),
-            // Longer than the device's MTU: smoltcp builds no such frame.
+            // Longer than netfront takes (the MTU, or a packet with GSO): smoltcp builds none.
             Err(netfront::NetError::BadFrame) => debug!("net: vif {}: a frame of {len} bytes dropped", self.index),
             Err(e) => failed(self.index, self.broken, e),
         }
@@ -275,7 +320,7 @@ struct Iface<D> {
     sent_digest: u64,
 }
 
-impl<D: Device> Iface<D> {
+impl<D: Device + Guarded> Iface<D> {
     /// Polls until nothing more happens (loopback frames come back on the next round), one
     /// received packet at a time so that every listener has a listening socket again before
     /// the next packet (a SYN takes one); returns whether a socket changed, and whether work
@@ -284,6 +329,7 @@ impl<D: Device> Iface<D> {
         let mut changed = false;
         // The program's calls change sockets between polls (a UDP queue filled up, a close).
         self.sent_digest = egress_digest(&self.set);
+        self.hold();
         self.iface.poll_maintenance(now);
         let mut sent = false;
         let mut busy = true;
@@ -296,6 +342,8 @@ impl<D: Device> Iface<D> {
                     PollIngressSingleResult::SocketStateChanged => {
                         changed = true;
                         refill_listeners(socks, at, &mut self.set);
+                        // A listening socket may have taken a SYN.
+                        self.hold();
                     }
                 }
                 any = true;
@@ -321,6 +369,13 @@ impl<D: Device> Iface<D> {
             changed |= egress_digest(&self.set) != self.sent_digest;
         }
         (changed, busy)
+    }
+
+    /// Tells the device which connections hold their 4-tuples now.
+    fn hold(&mut self) {
+        if let Some(held) = self.dev.held() {
+            held.refresh_from(&self.set);
+        }
     }
 
     fn delay(&mut self, now: Instant) -> Option<Duration> {
@@ -389,12 +444,8 @@ fn refill_pool(
     });
     let listening = pool.iter().any(|&h| set.get::<tcp::Socket>(h).state() == tcp::State::Listen);
     if !listening && pool.len() < pool_size {
-        // FIXME: `SocketSet::add` takes the first free slot, and smoltcp gives a segment to the
-        // first socket in slot order that accepts it, so a listening socket in a slot before a
-        // half-open connection of the same port takes a retransmitted SYN of that connection
-        // and opens a second one for the same 4-tuple, which the peer's next segment resets.
-        // Suspected (not shown) cause of the resets in docs/runner.md's forwarding bursts;
-        // dropping a SYN whose 4-tuple a socket holds, before smoltcp sees it, would retire it.
+        // `SocketSet::add` takes the first free slot, which may come before a half-open
+        // connection of this port: `syn_guard` keeps that connection's repeated SYN from it.
         let mut s = Net::new_tcp(set);
         s.set_hop_limit(hop_limit);
         if s.listen(IpListenEndpoint { addr, port }).is_ok() {
@@ -537,7 +588,7 @@ impl Net {
         let now = instant();
         let buf = vec![0; crate::net::rx_packet::MAX_RX_PACKET];
         let gso_limit = netfront::stack_gso_limit(0);
-        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit };
+        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit, held: Held::default() };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut dev, now);
