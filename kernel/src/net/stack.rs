@@ -466,7 +466,8 @@ struct Tcp {
     /// Our local port, counted in `tcp_ports` (0 for an accepted connection).
     port: u16,
     shut_read: bool,
-    /// The connection was reset (or aborted); reads and writes fail.
+    /// The connection was reset (or aborted) and a read or write reported it; later reads
+    /// give 0 and writes `EPIPE`, as on Linux.
     reset: bool,
     /// A pending error for `take_error`.
     error: i32,
@@ -1087,8 +1088,9 @@ pub fn tcp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<usi
             Err(e) => return Step::Done(Err(e)),
         };
         let (at, sh, shut_read, reset) = t;
+        // As Linux: the reset was reported once; the connection now reads as ended.
         if reset {
-            return Step::Done(Err(ECONNRESET));
+            return Step::Done(Ok(0));
         }
         if shut_read || buf.is_empty() {
             return Step::Done(Ok(0));
@@ -1124,8 +1126,9 @@ pub fn tcp_send(h: u64, data: &[u8], deadline: u64) -> Result<usize, i32> {
             Ok(_) => return Step::Done(Err(ENOTCONN)),
             Err(e) => return Step::Done(Err(e)),
         };
+        // As Linux: the reset was reported once; writing now fails as on a closed pipe.
         if reset {
-            return Step::Done(Err(ECONNRESET));
+            return Step::Done(Err(EPIPE));
         }
         let s = net.tcp(at, sh);
         match s.state() {

@@ -208,6 +208,8 @@ fn loopback() {
     drop(s);
     thread::sleep(Duration::from_millis(200));
     println!("reset: {}", kind(c.read(&mut buf)));
+    // Reported once: then the connection reads as ended and writes fail.
+    println!("after the reset: read {:?}, write {}", c.read(&mut buf).map_err(|e| e.kind()), kind(c.write(b"x")));
     drop(c);
 
     // Many connections at once (each accepted only once established).
