@@ -1,9 +1,11 @@
 //! Host ports forwarded to a guest (`--forward`, docs/runner.md, "Networking").
 //!
 //! Under `--mode domu` the guest sits on dom0's bridge `xenbr0` (dom0 is 10.99.0.1, the guest
-//! [`GUEST_IP`]). A forwarded port crosses two hops: QEMU's user network forwards the host
+//! [`GUEST_IP`]). A forwarded port crosses two hops: QEMU's user network forwards a host
 //! port to dom0's emulated NIC ([`DOM0_NIC_IP`]), where `socat` (started by the harness's
-//! `/init` before the guest) connects each accepted connection to the guest's port.
+//! `/init` before the guest) connects each accepted connection to the guest's port. For TCP
+//! the runner listens on the user's port itself and hands each connection to QEMU's, on a
+//! loopback port of its own (`crate::proxy`); UDP goes to QEMU directly.
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
@@ -108,20 +110,20 @@ impl FromStr for Forward {
 }
 
 impl Forward {
-    /// QEMU's `hostfwd=` value: the host port to dom0's NIC, the same port there.
+    /// QEMU's `hostfwd=` value: the user's host address and port to dom0's NIC (a UDP
+    /// forward's rule).
     pub fn hostfwd(&self) -> String {
-        format!(
-            "{}:{}:{}-{}:{}",
-            self.protocol.as_str(),
-            self.host_addr,
-            self.host_port,
-            DOM0_NIC_IP,
-            self.dom0_port()
-        )
+        self.hostfwd_from(self.host_addr, self.host_port)
+    }
+
+    /// QEMU's `hostfwd=` value from `addr:port` on the host to dom0's NIC and port (a TCP
+    /// forward's rule names the runner's loopback port, `crate::proxy`).
+    pub fn hostfwd_from(&self, addr: Ipv4Addr, port: u16) -> String {
+        format!("{}:{addr}:{port}-{}:{}", self.protocol.as_str(), DOM0_NIC_IP, self.dom0_port())
     }
 
     /// The port socat listens on in dom0: the guest's, which is unique per protocol among one
-    /// run's forwards (checked by [`check_all`]).
+    /// run's forwards (checked by [`bind_all`]).
     pub fn dom0_port(&self) -> u16 {
         self.guest_port
     }
@@ -132,9 +134,16 @@ impl Forward {
     }
 }
 
+/// The TCP listeners of a run's forwards, bound by [`bind_all`], with their forwards.
+pub type Listeners = Vec<(Forward, TcpListener)>;
+
 /// Checks a run's forwards together: no host port or guest port twice, and every host port
-/// free now (QEMU would otherwise fail later with a less helpful message).
-pub fn check_all(forwards: &[Forward]) -> Result<(), ForwardError> {
+/// free now (QEMU would otherwise fail later with a less helpful message). The TCP ports
+/// stay bound: the listeners returned are the ones the runner serves them on, so no other
+/// program can take a port between this check and the run. A UDP port is bound and let go
+/// (QEMU binds it).
+pub fn bind_all(forwards: &[Forward]) -> Result<Listeners, ForwardError> {
+    let mut listeners = Vec::new();
     for (i, f) in forwards.iter().enumerate() {
         for g in &forwards[..i] {
             if f.protocol == g.protocol && f.host_port == g.host_port && f.host_addr == g.host_addr {
@@ -153,7 +162,9 @@ pub fn check_all(forwards: &[Forward]) -> Result<(), ForwardError> {
             }
         }
         let free = match f.protocol {
-            Protocol::Tcp => TcpListener::bind((f.host_addr, f.host_port)).map(drop),
+            Protocol::Tcp => {
+                TcpListener::bind((f.host_addr, f.host_port)).map(|l| listeners.push((*f, l)))
+            }
             Protocol::Udp => UdpSocket::bind((f.host_addr, f.host_port)).map(drop),
         };
         if let Err(e) = free {
@@ -165,7 +176,7 @@ pub fn check_all(forwards: &[Forward]) -> Result<(), ForwardError> {
             )));
         }
     }
-    Ok(())
+    Ok(listeners)
 }
 
 #[cfg(test)]
@@ -217,13 +228,15 @@ mod tests {
         assert_eq!(f.hostfwd(), "tcp:127.0.0.1:18080-10.0.2.15:80");
         assert_eq!(f.harness_line(GUEST_IP), "tcp 80 10.99.0.2 80\n");
         assert_eq!(fwd("udp:0.0.0.0:7:7").hostfwd(), "udp:0.0.0.0:7-10.0.2.15:7");
+        // A TCP forward's QEMU end is the runner's loopback port; dom0's port is unchanged.
+        assert_eq!(f.hostfwd_from(Ipv4Addr::LOCALHOST, 40001), "tcp:127.0.0.1:40001-10.0.2.15:80");
     }
 
     #[test]
     fn refuses_ports_given_twice_or_taken() {
         let err = |list: &[&str]| {
             let forwards: Vec<Forward> = list.iter().map(|s| fwd(s)).collect();
-            check_all(&forwards).unwrap_err().to_string()
+            bind_all(&forwards).unwrap_err().to_string()
         };
         assert!(err(&["18081:80", "18081:81"]).contains("host port 18081 (tcp) is given twice"));
         assert!(err(&["18082:80", "18083:80"]).contains("guest port 80 (tcp) is given twice"));
@@ -232,6 +245,12 @@ mod tests {
         assert!(err(&[&format!("{port}:80")]).contains("cannot listen on 127.0.0.1"));
         // The same port number over UDP and TCP are two forwards.
         let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        check_all(&[fwd(&format!("{free}:53")), fwd(&format!("udp:{free}:53"))]).unwrap();
+        let bound =
+            bind_all(&[fwd(&format!("{free}:53")), fwd(&format!("udp:{free}:53"))]).unwrap();
+        // The TCP port stays held for the runner's own listener; the UDP one is QEMU's.
+        assert_eq!(bound.len(), 1);
+        assert_eq!(bound[0].1.local_addr().unwrap().port(), free);
+        assert!(TcpListener::bind(("127.0.0.1", free)).is_err());
+        assert!(UdpSocket::bind(("127.0.0.1", free)).is_ok());
     }
 }

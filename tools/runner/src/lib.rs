@@ -4,7 +4,8 @@
 //! The pure parts (command line, console framing, statuses, crash reports,
 //! cpio, xl config, batch manifests, splitting a batch's console into jobs)
 //! are modules of their own with unit tests; `run`, `batch`, `session`,
-//! `harness` and `xl` drive processes. See `docs/runner.md`.
+//! `harness` and `xl` drive processes; `proxy` carries forwarded TCP
+//! connections. See `docs/runner.md`.
 
 #![deny(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod disk;
 pub mod framing;
 pub mod harness;
 pub mod manifest;
+pub mod proxy;
 pub mod qemu;
 pub mod run;
 pub mod session;

@@ -277,12 +277,15 @@ fn main() -> ExitCode {
         return ExitCode::from(status::STATUS_USAGE);
     }
     // A taken or repeated port is the command line's problem, refused as one (status 2)
-    // before anything boots.
-    if let Err(why) = forward::check_all(&options.forwards) {
-        eprintln!("xen-runner: error: {why}");
-        return ExitCode::from(status::STATUS_USAGE);
-    }
-    match run::run(&options) {
+    // before anything boots. The TCP ports stay bound from here on: the runner serves them.
+    let listeners = match forward::bind_all(&options.forwards) {
+        Ok(listeners) => listeners,
+        Err(why) => {
+            eprintln!("xen-runner: error: {why}");
+            return ExitCode::from(status::STATUS_USAGE);
+        }
+    };
+    match run::run(&options, listeners) {
         Ok(code) => ExitCode::from(code),
         Err(why) => {
             eprintln!("xen-runner: error: {why:#}");

@@ -19,7 +19,8 @@ use crate::session::{End, Session};
 use crate::status::{self, GuestExit};
 use crate::symbolize::ImageSymbols;
 use crate::xlcfg::{self, XlConfig};
-use crate::forward::{self, Forward};
+use crate::forward::{self, Forward, Protocol};
+use crate::proxy::{self, Proxy, Route};
 use crate::{cache, files, harness, qemu, xl};
 
 /// The xl line that puts a single `--mode domu` run's guest on dom0's bridge.
@@ -226,7 +227,10 @@ pub struct Judge<'a> {
 }
 
 /// Runs the image and returns the runner's exit status.
-pub fn run(opts: &RunOptions) -> Result<u8> {
+///
+/// `listeners` are the TCP forwards' host ports, bound by [`forward::bind_all`]; the run
+/// serves them while the guest runs (`crate::proxy`).
+pub fn run(opts: &RunOptions, listeners: forward::Listeners) -> Result<u8> {
     let mode = opts.mode()?;
     let (xl_lines, kernel_args) = match mode {
         Mode::Domu => opts.domu_network(),
@@ -254,6 +258,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     if opts.verbose {
         eprintln!("xen-runner: mode {mode:?}, guest command line: {cmdline}");
     }
+    let (mut routes, mut reserved) = (Vec::new(), Vec::new());
     let (cmd, xl_domain) = match mode {
         Mode::Dom0 => {
             (dom0_command(opts, &image, &cmdline, ramdisk_file.as_deref(), staging.path())?, None)
@@ -271,16 +276,35 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             };
             let machine = (opts.memory_mib, opts.vcpus);
             let (drives, _) = disk::drives(std::iter::once(disk.as_ref()))?;
-            let cmd =
-                domu_command(opts.platform(), &[job], machine, &drives, staging.path(), &opts.forwards)?;
-            if opts.verbose {
-                for f in &opts.forwards {
+            // UDP goes to QEMU directly; TCP through the runner's listener to a loopback
+            // port of QEMU's (`crate::proxy`: QEMU's own listen backlog is 1).
+            let mut rules: Vec<String> = opts
+                .forwards
+                .iter()
+                .filter(|f| f.protocol == Protocol::Udp)
+                .map(Forward::hostfwd)
+                .collect();
+            for (f, listener) in listeners {
+                let (held, qemu_port) =
+                    proxy::reserve_loopback_port().context("picking a loopback port for QEMU")?;
+                reserved.push(held);
+                rules.push(f.hostfwd_from(std::net::Ipv4Addr::LOCALHOST, qemu_port));
+                routes.push(Route { listener, qemu_port });
+                if opts.verbose {
                     eprintln!(
-                        "xen-runner: forwarding {}:{} ({}) to the guest's port {}",
-                        f.host_addr,
-                        f.host_port,
-                        f.protocol.as_str(),
-                        f.guest_port
+                        "xen-runner: forwarding {}:{} (tcp, through QEMU's 127.0.0.1:{qemu_port}) \
+                         to the guest's port {}",
+                        f.host_addr, f.host_port, f.guest_port
+                    );
+                }
+            }
+            let cmd =
+                domu_command(opts.platform(), &[job], machine, &drives, staging.path(), &rules)?;
+            if opts.verbose {
+                for f in opts.forwards.iter().filter(|f| f.protocol == Protocol::Udp) {
+                    eprintln!(
+                        "xen-runner: forwarding {}:{} (udp) to the guest's port {}",
+                        f.host_addr, f.host_port, f.guest_port
                     );
                 }
             }
@@ -290,12 +314,23 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     };
     let started = Instant::now();
     let (deadline, restart) = deadlines(opts.timeout, mode, started);
+    // QEMU's loopback ports were held until now, for QEMU to take.
+    drop(reserved);
+    // Connections that came before this waited in the listeners' backlog; those that come
+    // before QEMU listens wait for it.
+    let proxy = if routes.is_empty() {
+        None
+    } else {
+        Some(Proxy::start(routes, opts.verbose).context("starting the TCP forwards")?)
+    };
     let mut session = Session::spawn(cmd, mode == Mode::Xl)?;
     let mut console = Console::new(io::stdout().lock(), io::stderr().lock(), opts.verbose);
     let end = session.relay(&mut console, deadline, restart, opts.verbose);
     // Stop the guest before anything else: its status is known, or it is
     // hopeless.
     session.kill();
+    // Then the forwards: their listeners close, their connections end.
+    drop(proxy);
     if let Some(name) = &xl_domain {
         xl::destroy(name);
     }
@@ -597,14 +632,15 @@ fn dom0_command(
 }
 
 /// The QEMU command that boots the Linux dom0 harness with `jobs`, on a
-/// machine for guests of up to `(MiB, vCPUs)` (one guest runs at a time).
+/// machine for guests of up to `(MiB, vCPUs)` (one guest runs at a time), with
+/// QEMU's `hostfwd=` rules `host_forwards` (none: no NIC for dom0).
 pub fn domu_command(
     platform: Platform<'_>,
     jobs: &[harness::JobFiles<'_>],
     (guest_mib, vcpus): (u32, u32),
     drives: &[Drive],
     staging: &Path,
-    forwards: &[Forward],
+    host_forwards: &[String],
 ) -> Result<Command> {
     let dir = harness::find_dir(platform.harness_dir)?;
     let build = harness::build(&dir, &cache::dir()?, platform.verbose)?;
@@ -620,7 +656,7 @@ pub fn domu_command(
     };
     let mut machine =
         qemu::domu_machine(platform.qemu, &xen, platform.xen_args, &dom0, guest_mib, vcpus);
-    machine.host_forwards = forwards.iter().map(Forward::hostfwd).collect();
+    machine.host_forwards = host_forwards.to_vec();
     machine.drives = drives.to_vec();
     let mut cmd = Command::new(&machine.qemu);
     cmd.args(machine.args()?);

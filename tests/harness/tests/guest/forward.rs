@@ -11,8 +11,13 @@ use xen_harness::runner;
 
 /// One HTTP/1.1 request on a new connection; returns the response's body.
 fn get(port: u16, path: &str) -> std::io::Result<Vec<u8>> {
+    get_within(port, path, Duration::from_secs(60))
+}
+
+/// [`get`], each read waiting at most `timeout`.
+fn get_within(port: u16, path: &str, timeout: Duration) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_read_timeout(Some(timeout))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: guest\r\nConnection: close\r\n\r\n")?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
@@ -39,18 +44,22 @@ fn fail(mut child: std::process::Child, what: &str) -> ! {
     );
 }
 
+/// Bursts of connections made at once, and how many in each.
+const BURSTS: usize = 3;
+const AT_ONCE: usize = 16;
+
 #[test]
 fn the_host_reaches_a_guest_server_through_the_runner_s_forwarding() {
     let image = super::net::http_image();
     // A port that is free now (the runner checks it again before booting).
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // examples/http on the guest's port 8080 ends after 3 requests: the page, the big body,
-    // and the page once more.
+    // examples/http on the guest's port 8080 ends after 3 + BURSTS * AT_ONCE requests: the
+    // page, the big body, the bursts of connections at once, and the page once more.
     let child = Command::new(runner())
         .args(["--mode", "domu", "--timeout", "240", "--forward"])
         .arg(format!("{port}:8080"))
         .arg(&image)
-        .args(["8080", "3"])
+        .args(["8080", &(3 + BURSTS * AT_ONCE).to_string()])
         .env_remove("XEN_RUNNER_FORWARD")
         .env_remove("XEN_RUNNER_KERNEL_ARGS")
         .stdout(Stdio::piped())
@@ -77,6 +86,27 @@ fn the_host_reaches_a_guest_server_through_the_runner_s_forwarding() {
     };
     assert_eq!(big.len(), 3_000_000);
     assert!(big.iter().enumerate().all(|(i, &b)| b == b'a' + (i % 26) as u8), "the body's bytes");
+    // Connections at once, as a browser or a load test makes them: socat's listen backlog was
+    // 5, and the connections past it waited for SYN retries (seconds) or timed out.
+    for burst in 0..BURSTS {
+        let started = Instant::now();
+        let gets: Vec<_> = (0..AT_ONCE)
+            .map(|i| {
+                let bytes = 1 + burst * AT_ONCE + i;
+                std::thread::spawn(move || {
+                    (bytes, get_within(port, &format!("/big?bytes={bytes}"), Duration::from_secs(20)))
+                })
+            })
+            .collect();
+        for g in gets {
+            match g.join().unwrap() {
+                (bytes, Ok(body)) if body.len() == bytes => {}
+                (bytes, Ok(body)) => fail(child, &format!("burst {burst}: {} bytes for {bytes}", body.len())),
+                (bytes, Err(e)) => fail(child, &format!("burst {burst}, /big?bytes={bytes}: {e}")),
+            }
+        }
+        println!("{AT_ONCE} connections at once: {:.1} s", started.elapsed().as_secs_f64());
+    }
     match get(port, "/") {
         Ok(page) => assert!(String::from_utf8_lossy(&page).contains("Hello from a Xen guest")),
         Err(e) => fail(child, &format!("the page, a second time: {e}")),
