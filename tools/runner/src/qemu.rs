@@ -40,7 +40,8 @@ pub struct Machine {
     /// The multiboot modules: file and command line; the first is dom0.
     pub modules: Vec<(PathBuf, String)>,
     /// QEMU `hostfwd=` rules; when there are any, dom0 gets an emulated NIC (an e1000 on
-    /// QEMU's user network, which reaches nothing but the host's forwarded ports).
+    /// QEMU's user network, which the forwarded ports come in by; restricted, so that dom0
+    /// reaches nothing through it, unless a rule is UDP: see [`Machine::args`]).
     pub host_forwards: Vec<String>,
     /// Disk images, as virtio-blk drives of the machine (dom0's `/dev/vda`, ...).
     pub drives: Vec<crate::disk::Drive>,
@@ -88,8 +89,18 @@ impl Machine {
         }
         if !self.host_forwards.is_empty() {
             // restrict=on: the machine reaches neither the host nor anything beyond it;
-            // only the forwarded ports come in.
-            let mut netdev = String::from("user,id=fwd,restrict=on");
+            // only the forwarded ports come in. But libslirp's `udp_input` drops every
+            // datagram the machine sends when restricted, a forwarded datagram's answer
+            // too (TCP is let through for a forward's connection), so a UDP forward needs
+            // restrict=off. dom0 then reaches the host's loopback (10.0.2.2) and, through
+            // its route, beyond; its guests do not, dom0 routes nothing (docs/runner.md,
+            // "Networking"). ipv6=off: no IPv6 route out either (slirp's router adverts).
+            let udp = self.host_forwards.iter().any(|rule| rule.starts_with("udp:"));
+            let mut netdev = String::from(if udp {
+                "user,id=fwd,restrict=off,ipv6=off"
+            } else {
+                "user,id=fwd,restrict=on"
+            });
             for rule in &self.host_forwards {
                 netdev.push_str(",hostfwd=");
                 netdev.push_str(rule);
@@ -262,17 +273,27 @@ mod tests {
         let mut machine = domu_machine(Path::new("qemu"), Path::new("/x"), "", &dom0, 64, 1);
         let plain = strings(machine.args().unwrap());
         assert!(plain.windows(2).any(|w| w == ["-nic", "none"]), "{plain:?}");
+        machine.host_forwards = vec!["tcp:127.0.0.1:8080-10.0.2.15:80".into()];
+        let args = strings(machine.args().unwrap());
+        let at = args.iter().position(|a| a == "-netdev").expect("a -netdev");
+        assert_eq!(args[at + 1], "user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80");
+        assert_eq!(args[at + 2..at + 4], ["-device", "e1000,netdev=fwd"]);
+        assert!(!args.iter().any(|a| a == "-nic"));
+    }
+
+    #[test]
+    fn a_udp_forward_lifts_the_restriction_its_answers_need() {
+        let dom0 = Dom0Linux { vmlinux: Path::new("/v"), cmdline: "c", initrd: Path::new("/i") };
+        let mut machine = domu_machine(Path::new("qemu"), Path::new("/x"), "", &dom0, 64, 1);
         machine.host_forwards =
             vec!["tcp:127.0.0.1:8080-10.0.2.15:80".into(), "udp:127.0.0.1:53-10.0.2.15:53".into()];
         let args = strings(machine.args().unwrap());
         let at = args.iter().position(|a| a == "-netdev").expect("a -netdev");
         assert_eq!(
             args[at + 1],
-            "user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,\
+            "user,id=fwd,restrict=off,ipv6=off,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,\
              hostfwd=udp:127.0.0.1:53-10.0.2.15:53"
         );
-        assert_eq!(args[at + 2..at + 4], ["-device", "e1000,netdev=fwd"]);
-        assert!(!args.iter().any(|a| a == "-nic"));
     }
 
     #[test]
