@@ -79,8 +79,9 @@ pub fn next(deadline: u64) -> Result<Request, isize> {
 
 /// Ends the program with `status` the way exit, a return from `main` and a reboot exit end
 /// it: its connections close (FIN after what it wrote), the mounts are written back, what it
-/// sent is delivered (bounded: `net::stack::wait_delivered`), then Xen ends the domain as
-/// `reason` asks.
+/// sent is delivered (bounded: `net::stack::wait_delivered`), the vifs disconnect from their
+/// backends (bounded: `net::netfront::disconnect_all`), then Xen ends the domain as `reason`
+/// asks.
 pub fn end_program(status: i32, reason: ShutdownReason) -> ! {
     // The first thread to end the program does it all; another one (an exit or abort that
     // its closing of the sockets provoked on a thread it woke) parks here for good.
@@ -93,6 +94,7 @@ pub fn end_program(status: i32, reason: ShutdownReason) -> ! {
     }
     crate::net::stack::wait_delivered();
     if first {
+        crate::net::netfront::disconnect_all();
         crate::profile::report();
     }
     crate::exit_with(status, reason)

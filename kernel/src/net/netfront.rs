@@ -53,10 +53,13 @@ const MAX_TX_BUFFERS: u16 = 128;
 /// minimums, one of 32 MiB or more the maximums (`docs/net.md`).
 const FRAMES_PER_RX_BUFFER: usize = 32;
 const FRAMES_PER_TX_BUFFER: usize = 64;
-/// The largest frame the program sends or receives raw: 1,500 bytes of payload and the
-/// 14-byte Ethernet header (the backend's MTU is 1,500); the stack's frames are no longer,
-/// but the packets the backend sends it with GSO are (`rx_packet::MAX_RX_PACKET`).
-pub const MAX_FRAME: usize = 1514;
+/// The largest frame the program sends or receives raw: 1,500 bytes of payload (the largest
+/// MTU taken, `ring::MAX_MTU`) and the 14-byte Ethernet header; a device's own limit is its MTU
+/// and the header. The stack's frames are no longer, but the packets the backend sends it with
+/// GSO are (`rx_packet::MAX_RX_PACKET`).
+pub const MAX_FRAME: usize = ring::MAX_MTU as usize + ETH_HEADER;
+/// An Ethernet header: destination, source, EtherType.
+const ETH_HEADER: usize = 14;
 /// The longest a packet is held for more segments while an earlier one is in flight
 /// (`Netfront::end_of_poll`): the backend took 1-3 ms of dom0's CPU for a 64 KiB packet on the
 /// emulated machine.
@@ -65,6 +68,8 @@ const TX_HOLD_NS: u64 = 10_000_000;
 const MAX_DEVICES: usize = 8;
 /// How long the handshake and the teardown may take.
 const HANDSHAKE_NS: u64 = 10_000_000_000;
+/// How long the disconnects of every device at the program's end may take together.
+const ENDING_DISCONNECT_NS: u64 = 1_000_000_000;
 
 /// Why a device could not be opened or used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +86,9 @@ pub enum NetError {
     Xen(isize),
     /// The backend closed instead of connecting.
     BackendClosed,
+    /// The backend went away (Closing or Closed, or its folder removed) while the device was
+    /// connected: `xl network-detach`, or the backend domain's netback ending.
+    Gone,
     /// The backend broke the ring protocol; the device is disabled.
     Ring(RingError),
     /// The device was disabled by an earlier error.
@@ -99,6 +107,8 @@ impl NetError {
         -match self {
             NetError::NoDevice => xenstore::ENODEV,
             NetError::Busy => 16,
+            // ENETDOWN, as Linux's packet sockets on an interface that went down.
+            NetError::Gone => 100,
             NetError::BadKey(_) | NetError::Ring(_) | NetError::Broken | NetError::BackendClosed => errno::EIO,
             NetError::NoMemory => errno::ENOMEM,
             NetError::Xen(e) => e.abs(),
@@ -242,6 +252,8 @@ pub struct Netfront {
     backend: Vec<u8>,
     backend_id: u16,
     mac: [u8; 6],
+    /// From the device's `mtu` key (`ring::parse_mtu`), 1,500 without one.
+    mtu: u16,
     // The ring views go before the pages they are over (fields drop in order).
     tx: FrontRing<'static>,
     rx: FrontRing<'static>,
@@ -260,6 +272,14 @@ pub struct Netfront {
     offloads: Offloads,
     counters: Counters,
     broken: bool,
+    /// The backend went away (`watch_backend`): every call fails with [`NetError::Gone`], and
+    /// the frontend has said Closed (or is saying it).
+    gone: bool,
+    /// This open's number, so that a watcher of an earlier open of the same vif never touches
+    /// a later one.
+    generation: u64,
+    /// The xenstore watch on the backend's state (`watch_backend`), ended at close.
+    watch: Option<u64>,
     /// Driven by the kernel's TCP/IP stack (`net::stack`), not by the program's raw calls.
     stack: bool,
     port: Port,
@@ -279,6 +299,10 @@ pub struct Netfront {
 unsafe impl Send for Netfront {}
 
 static DEVICES: Mutex<Vec<Option<Box<Netfront>>>> = Mutex::new(Vec::new());
+/// The next open's [`Netfront::generation`].
+static NEXT_GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+/// The stack of a thread watching a backend's state: xenstore calls and a log line.
+const WATCHER_STACK: usize = 32 << 10;
 
 fn deadline_in(ns: u64) -> u64 {
     crate::time::monotonic_ns().saturating_add(ns)
@@ -319,6 +343,21 @@ impl Netfront {
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or(NetError::BadKey("backend-id"))?;
         let mac = ring::parse_mac(&read_key(&path, "mac", deadline)?).ok_or(NetError::BadKey("mac"))?;
+        let mtu = match read_key(&path, "mtu", deadline) {
+            Err(NetError::BadKey(_)) => ring::MAX_MTU,
+            Err(e) => return Err(e),
+            Ok(value) => match ring::parse_mtu(&value) {
+                ring::Mtu::Taken(m) => m,
+                ring::Mtu::Clamped(n, m) => {
+                    warn!("netfront: vif {index}: mtu {n} in xenstore is outside {}..={}; using {m}", ring::MIN_MTU, ring::MAX_MTU);
+                    m
+                }
+                ring::Mtu::Malformed => {
+                    warn!("netfront: vif {index}: the mtu key is not a number; using {}", ring::MAX_MTU);
+                    ring::MAX_MTU
+                }
+            },
+        };
         let tx_page = GrantedPage::new(backend_id, false)?;
         let rx_page = GrantedPage::new(backend_id, false)?;
         ring::init_shared(tx_page.words());
@@ -336,6 +375,7 @@ impl Netfront {
             backend,
             backend_id,
             mac,
+            mtu,
             tx,
             rx,
             tx_ids: Outstanding::new(tx_count),
@@ -349,6 +389,9 @@ impl Netfront {
             offloads: Offloads { rx_gso: stack, ..Offloads::default() },
             counters: Counters::default(),
             broken: false,
+            gone: false,
+            generation: NEXT_GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            watch: None,
             stack,
             port,
             _tx_page: tx_page,
@@ -433,13 +476,12 @@ impl Netfront {
 
     /// Says goodbye to the backend (Closing, then Closed), each step bounded by `deadline`.
     fn disconnect(&self, deadline: u64) {
-        let path = &self.path;
-        let _ = xenbus::switch_state(path, XenbusState::Closing, deadline);
-        let gone = |s| matches!(s, XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown);
-        let _ = xenbus::wait_for_backend_until(&self.backend, gone, deadline);
-        let _ = xenbus::switch_state(path, XenbusState::Closed, deadline);
-        let done = |s| matches!(s, XenbusState::Closed | XenbusState::InitWait | XenbusState::Unknown);
-        let _ = xenbus::wait_for_backend_until(&self.backend, done, deadline);
+        disconnect_path(&self.path, &self.backend, deadline);
+    }
+
+    /// The longest frame without segmentation: the MTU and the Ethernet header.
+    fn frame_limit(&self) -> usize {
+        usize::from(self.mtu) + ETH_HEADER
     }
 
     /// Logs a protocol error of the backend and disables the device.
@@ -450,7 +492,13 @@ impl Netfront {
     }
 
     fn usable(&self) -> Result<(), NetError> {
-        if self.broken { Err(NetError::Broken) } else { Ok(()) }
+        if self.gone {
+            Err(NetError::Gone)
+        } else if self.broken {
+            Err(NetError::Broken)
+        } else {
+            Ok(())
+        }
     }
 
     /// Hands rx buffer `id` to the backend again; [`Self::push_rx`] publishes what was posted.
@@ -583,6 +631,9 @@ impl Netfront {
     /// buffer is in flight.
     fn try_send(&mut self, frame: &[u8]) -> Result<Option<usize>, NetError> {
         self.usable()?;
+        if frame.len() > self.frame_limit() {
+            return Err(NetError::BadFrame);
+        }
         self.reap_tx()?;
         let Some(id) = self.tx_ids.take() else { return Ok(None) };
         self.write_page(id, 0, frame);
@@ -621,7 +672,7 @@ impl Netfront {
     /// The largest frame the stack may hand over: a packet's worth with GSO (the stack cuts
     /// nothing the backend can cut), else one frame.
     fn stack_frame_limit(&self) -> usize {
-        if self.offloads.tx_gso { self.tx_limit() } else { MAX_FRAME }
+        if self.offloads.tx_gso { self.tx_limit() } else { self.frame_limit() }
     }
 
     /// Free tx buffers the stack's next frame needs, not knowing its length: those of the
@@ -897,7 +948,7 @@ impl Netfront {
                 self.counters.tx_gso_packets += 1;
                 self.counters.tx_gso_segments += co.segments() as u64;
             }
-            None if p.len > MAX_FRAME => {
+            None if p.len > self.frame_limit() => {
                 // The stack cuts every segment the coalescer does not take (`stack_frame_limit`).
                 error!("netfront: vif {}: a frame of {} bytes, longer than the MTU; dropped", self.index, p.len);
                 for &id in &p.pages[..p.count] {
@@ -956,6 +1007,18 @@ impl Netfront {
             }
         }
     }
+}
+
+/// The frontend at `path` says goodbye to the backend at `backend`: Closing, then (once the
+/// backend is closing or gone) Closed, then waits for the backend to be Closed (or back in
+/// InitWait, or removed), each step bounded by `deadline`.
+fn disconnect_path(path: &[u8], backend: &[u8], deadline: u64) {
+    let _ = xenbus::switch_state(path, XenbusState::Closing, deadline);
+    let gone = |s| matches!(s, XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown);
+    let _ = xenbus::wait_for_backend_until(backend, gone, deadline);
+    let _ = xenbus::switch_state(path, XenbusState::Closed, deadline);
+    let done = |s| matches!(s, XenbusState::Closed | XenbusState::InitWait | XenbusState::Unknown);
+    let _ = xenbus::wait_for_backend_until(backend, done, deadline);
 }
 
 /// Tx and rx buffer pages for a guest of `frames` 4 KiB frames (`FRAMES_PER_*_BUFFER`, within
@@ -1036,11 +1099,20 @@ pub fn stack_flush(index: u32, now: u64) -> Option<u64> {
 pub fn stack_tx_in_flight(index: u32) -> u32 {
     let mut devices = DEVICES.lock();
     let Ok(dev) = stack_slot(&mut devices, index) else { return 0 };
+    if dev.usable().is_err() {
+        return 0;
+    }
     dev.flush_tx();
     if dev.reap_tx().is_err() {
         return 0;
     }
     dev.tx_ids.count()
+}
+
+/// Device `index`'s MTU (the stack's or the program's), or `None` when it is not open.
+pub fn mtu(index: u32) -> Option<u16> {
+    let devices = DEVICES.lock();
+    devices.get(index as usize)?.as_ref().map(|dev| dev.mtu)
 }
 
 /// Whether a frame could be taken now (tx buffers are free).
@@ -1075,10 +1147,11 @@ fn open_as(index: u32, stack: bool) -> Result<[u8; 6], NetError> {
         dev.disconnect(deadline_in(HANDSHAKE_NS));
         return Err(e);
     }
+    dev.watch = watch_backend(&dev);
     let m = dev.mac;
     info!(
-        "netfront: vif {index} connected: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, backend domain {}, {} tx / {} rx buffers, {:?}",
-        m[0], m[1], m[2], m[3], m[4], m[5], dev.backend_id, dev.tx_bufs.len(), dev.rx_bufs.len(), dev.offloads
+        "netfront: vif {index} connected: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, mtu {}, backend domain {}, {} tx / {} rx buffers, {:?}",
+        m[0], m[1], m[2], m[3], m[4], m[5], dev.mtu, dev.backend_id, dev.tx_bufs.len(), dev.rx_bufs.len(), dev.offloads
     );
     devices[index as usize] = Some(dev);
     Ok(m)
@@ -1123,6 +1196,100 @@ pub fn send(index: u32, frame: &[u8], deadline: u64) -> Result<usize, NetError> 
     }
 }
 
+/// What a watcher of a backend's state needs, owned by its thread.
+struct Watcher {
+    index: u32,
+    generation: u64,
+    watch: u64,
+    path: Vec<u8>,
+    backend: Vec<u8>,
+    backend_id: u16,
+}
+
+/// Watches `dev`'s backend state from a kernel thread of its own, so that a backend going away
+/// while the device is connected (`xl network-detach`, netback's domain ending) ends the
+/// device cleanly instead of leaving its calls waiting: [`backend_gone`]. Returns the watch,
+/// which [`close`] ends (and with it the thread); `None` (logged) when no watch or thread
+/// could be had, and the device then works unwatched.
+fn watch_backend(dev: &Netfront) -> Option<u64> {
+    let deadline = deadline_in(HANDSHAKE_NS);
+    let watch = match xenstore::watch(&xenbus::join(&dev.backend, b"state"), deadline) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!("netfront: vif {}: cannot watch the backend's state (errno {}): its going away will not be seen", dev.index, -e);
+            return None;
+        }
+    };
+    let w = Box::new(Watcher {
+        index: dev.index,
+        generation: dev.generation,
+        watch,
+        path: dev.path.clone(),
+        backend: dev.backend.clone(),
+        backend_id: dev.backend_id,
+    });
+    let arg = Box::into_raw(w);
+    match crate::sched::spawn_kernel(watcher_thread, arg as *mut u8, WATCHER_STACK) {
+        Some(t) => {
+            // SAFETY: the handle is fresh and neither joined nor detached.
+            unsafe { crate::sched::detach(t) };
+            Some(watch)
+        }
+        None => {
+            // SAFETY: the thread was not made, so `arg` is still only ours.
+            drop(unsafe { Box::from_raw(arg) });
+            let _ = xenstore::unwatch(watch, deadline);
+            warn!("netfront: vif {}: no memory for the backend's watcher: its going away will not be seen", dev.index);
+            None
+        }
+    }
+}
+
+extern "C" fn watcher_thread(arg: *mut u8) {
+    // SAFETY: `watch_backend` passed a `Box<Watcher>` it gave up.
+    let w = unsafe { Box::from_raw(arg as *mut Watcher) };
+    loop {
+        // Ends with EBADF when `close` ends the watch.
+        if xenstore::next_event(w.watch, u64::MAX).is_err() {
+            return;
+        }
+        match xenbus::read_state(&w.backend, deadline_in(HANDSHAKE_NS)) {
+            // A removed folder reads as Unknown.
+            Ok(XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown) => break,
+            Ok(state) => debug!("netfront: vif {}: the backend is {state:?}", w.index),
+            Err(e) => debug!("netfront: vif {}: the backend's state unread (errno {})", w.index, -e),
+        }
+    }
+    backend_gone(&w);
+}
+
+/// The backend of the open `w` went away: the device fails every call from now on with
+/// [`NetError::Gone`] (ENETDOWN), its waiters and the stack's network thread are woken
+/// through its port, and the frontend says Closing and Closed so that the backend (and
+/// `xl network-detach`, which waits for it) can finish. The handshake is made under the
+/// device table's lock, so that a reopen of the vif cannot interleave with it. The pages stay
+/// granted until the device is closed; `grant::release` keeps any the backend still maps.
+///
+/// FIXME: a backend that comes back (InitWait after Closed) is not connected again; the
+/// program must close and open the device (the stack's vif stays down).
+fn backend_gone(w: &Watcher) {
+    let mut devices = DEVICES.lock();
+    let port = match devices.get_mut(w.index as usize) {
+        Some(Some(dev)) if dev.generation == w.generation && !dev.gone => {
+            dev.gone = true;
+            dev.tx_pending = None;
+            dev.port.0
+        }
+        _ => return,
+    };
+    error!("netfront: vif {}: the backend (domain {}) went away; the device is down (ENETDOWN)", w.index, w.backend_id);
+    let _ = evtchn::raise_local(port);
+    let _ = xenstore::unwatch(w.watch, deadline_in(HANDSHAKE_NS));
+    disconnect_path(&w.path, &w.backend, deadline_in(HANDSHAKE_NS));
+    drop(devices);
+    debug!("netfront: vif {}: closed after its backend went away", w.index);
+}
+
 fn wait(port: u32, seen: u32, deadline: u64) -> Result<(), NetError> {
     match evtchn::wait(port, seen, deadline) {
         Ok(_) => Ok(()),
@@ -1131,14 +1298,46 @@ fn wait(port: u32, seen: u32, deadline: u64) -> Result<(), NetError> {
     }
 }
 
+/// At the program's end (after what it sent was delivered): every open device says goodbye to
+/// its backend (Closing, then Closed), so that netback stops and unmaps the rings before the
+/// domain goes, as a driver does at a clean shutdown. Bounded by [`ENDING_DISCONNECT_NS`] in
+/// all; the devices stay in the table, down, for any thread still calling.
+pub fn disconnect_all() {
+    let start = crate::time::monotonic_ns();
+    let deadline = start.saturating_add(ENDING_DISCONNECT_NS);
+    let mut devices = DEVICES.lock();
+    let mut closed = 0;
+    for dev in devices.iter_mut().flatten() {
+        if dev.gone {
+            continue;
+        }
+        dev.gone = true;
+        dev.tx_pending = None;
+        if let Some(watch) = dev.watch.take() {
+            let _ = xenstore::unwatch(watch, deadline);
+        }
+        dev.disconnect(deadline);
+        closed += 1;
+    }
+    if closed > 0 {
+        info!("netfront: {closed} vif(s) disconnected at the end in {} us", (crate::time::monotonic_ns() - start) / 1000);
+    }
+}
+
 /// Disconnects and frees the device; its pages go back once the backend has let go of them.
+/// A device whose backend went away was disconnected by its watcher already.
 pub fn close(index: u32) -> Result<(), NetError> {
     let dev = {
         let mut devices = DEVICES.lock();
         slot(&mut devices, index)?;
         devices[index as usize].take().ok_or(NetError::NotOpen)?
     };
-    dev.disconnect(deadline_in(HANDSHAKE_NS));
+    if let Some(watch) = dev.watch {
+        let _ = xenstore::unwatch(watch, deadline_in(HANDSHAKE_NS));
+    }
+    if !dev.gone {
+        dev.disconnect(deadline_in(HANDSHAKE_NS));
+    }
     debug!("netfront: vif {index} closed; {} grants held by backends", grant::held_count());
     drop(dev);
     Ok(())

@@ -417,9 +417,64 @@ pub fn parse_mac(value: &[u8]) -> Option<[u8; 6]> {
     Some(mac)
 }
 
+/// The MTU a device takes: the Ethernet payload of one frame without segmentation. Larger
+/// MTUs (jumbo frames) would need frames over several slots, which only GSO packets use here.
+pub const MAX_MTU: u16 = 1500;
+/// The smallest MTU taken: IPv4's minimum datagram every host must accept (RFC 791).
+pub const MIN_MTU: u16 = 576;
+
+/// What a device's `mtu` key (written by the toolstack from the vif's `mtu=`) gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mtu {
+    /// A value in [`MIN_MTU`]..=[`MAX_MTU`].
+    Taken(u16),
+    /// A number outside it, and the nearest that is taken.
+    Clamped(u64, u16),
+    /// Not a number: [`MAX_MTU`] is used.
+    Malformed,
+}
+
+/// Reads an `mtu` key's value (decimal, maybe with a NUL or newline after it).
+pub fn parse_mtu(value: &[u8]) -> Mtu {
+    let value = value.strip_suffix(b"\0").unwrap_or(value);
+    let value = value.strip_suffix(b"\n").unwrap_or(value);
+    let number = core::str::from_utf8(value).ok().filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    match number.and_then(|s| s.parse::<u64>().ok()) {
+        None => Mtu::Malformed,
+        Some(n) if (u64::from(MIN_MTU)..=u64::from(MAX_MTU)).contains(&n) => Mtu::Taken(n as u16),
+        Some(n) => Mtu::Clamped(n, if n < u64::from(MIN_MTU) { MIN_MTU } else { MAX_MTU }),
+    }
+}
+
+impl Mtu {
+    /// The MTU to use.
+    pub fn value(self) -> u16 {
+        match self {
+            Mtu::Taken(m) | Mtu::Clamped(_, m) => m,
+            Mtu::Malformed => MAX_MTU,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mtu_key_is_taken_in_range_and_clamped_or_ignored_otherwise() {
+        assert_eq!(parse_mtu(b"1500"), Mtu::Taken(1500));
+        assert_eq!(parse_mtu(b"1400\0"), Mtu::Taken(1400));
+        assert_eq!(parse_mtu(b"576\n"), Mtu::Taken(576));
+        assert_eq!(parse_mtu(b"9000"), Mtu::Clamped(9000, 1500));
+        assert_eq!(parse_mtu(b"68"), Mtu::Clamped(68, 576));
+        assert_eq!(parse_mtu(b"0"), Mtu::Clamped(0, 576));
+        assert_eq!(parse_mtu(b"99999999999999999999999"), Mtu::Malformed);
+        for bad in [&b""[..], b"-1", b"1500 ", b" 1500", b"15o0", b"0x5dc", b"\xff"] {
+            assert_eq!(parse_mtu(bad), Mtu::Malformed, "{bad:?}");
+        }
+        assert_eq!(Mtu::Malformed.value(), 1500);
+        assert_eq!(Mtu::Clamped(9000, 1500).value(), 1500);
+    }
     use alloc::vec::Vec;
 
     fn page() -> Vec<AtomicU32> {

@@ -47,6 +47,7 @@ pub mod errno {
     pub const EOPNOTSUPP: i32 = 95;
     pub const EADDRINUSE: i32 = 98;
     pub const EADDRNOTAVAIL: i32 = 99;
+    pub const ENETDOWN: i32 = 100;
     pub const ENETUNREACH: i32 = 101;
     pub const ECONNRESET: i32 = 104;
     pub const EISCONN: i32 = 106;
@@ -178,6 +179,8 @@ struct VifDev {
     /// The largest TCP/IPv4 frame smoltcp may build for the backend to cut
     /// (`netfront::stack_gso_limit`).
     gso_limit: Option<usize>,
+    /// The largest other frame: the device's MTU (its xenstore `mtu`) and the header.
+    frame_limit: usize,
     /// The connections whose retransmitted SYNs are dropped (`syn_guard`).
     held: Held,
 }
@@ -192,7 +195,7 @@ struct VifTx<'a> {
 
 fn failed(index: u32, broken: &mut bool, e: netfront::NetError) {
     if !*broken {
-        error!("net: vif {index}: {e:?}; the interface is down");
+        error!("net: vif {index}: {e:?}; the interface is down: its sockets fail with ENETDOWN");
         *broken = true;
     }
 }
@@ -236,7 +239,8 @@ impl Device for VifDev {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = netfront::MAX_FRAME;
+        // smoltcp's Ethernet MTU counts the header.
+        caps.max_transmission_unit = self.frame_limit;
         // smoltcp cuts the receive window it advertises to this many segments. netback queues
         // what does not fit the rx ring, so the ring's buffers are no limit; 8 (11.7 KB of
         // window) made a bulk receive wait for the window every 8 segments.
@@ -471,6 +475,9 @@ struct Tcp {
     reset: bool,
     /// A pending error for `take_error`.
     error: i32,
+    /// `SO_LINGER`, in whole seconds as Linux keeps it: `Some(0)` resets the connection at
+    /// close, `Some(n)` makes close wait up to n s for the FIN to be acknowledged.
+    linger: Option<u32>,
 }
 
 struct Listener {
@@ -589,7 +596,9 @@ impl Net {
         let now = instant();
         let buf = vec![0; crate::net::rx_packet::MAX_RX_PACKET];
         let gso_limit = netfront::stack_gso_limit(0);
-        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit, held: Held::default() };
+        let mtu = netfront::mtu(0).unwrap_or(crate::net::ring::MAX_MTU);
+        let frame_limit = usize::from(mtu) + 14;
+        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit, frame_limit, held: Held::default() };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut dev, now);
@@ -657,13 +666,19 @@ impl Net {
         let now = Instant::from_micros((now_ns / 1000) as i64);
         let (mut changed, mut busy) = self.lo.poll(LO, &mut self.socks, now);
         let mut held = None;
-        if let Some(vif) = self.vif.as_mut() {
+        // A vif that is down (its backend went away, or broke the protocol) is not polled: its
+        // sockets' timers would wake the network thread for sends that cannot go.
+        if let Some(vif) = self.vif.as_mut()
+            && !vif.dev.broken
+        {
             vif.dev.tx_full = false;
             let (c, b) = vif.poll(VIF, &mut self.socks, now);
             // The segments of this poll that netfront coalesced go out now, or by `held`.
             held = netfront::stack_flush(vif.dev.index, now_ns);
             changed |= c;
             busy |= b;
+            // Went down in this poll: every waiter on the vif's sockets looks again and fails.
+            changed |= vif.dev.broken;
         }
         changed |= self.dhcp_events();
         self.reap_orphans(now_ns);
@@ -674,6 +689,7 @@ impl Net {
         // that was to complete them (6 polls a segment in a bulk send).
         if let Some(vif) = self.vif.as_mut()
             && !vif.dev.tx_full
+            && !vif.dev.broken
             && let Some(d) = vif.delay(now)
         {
             next = Some(next.map_or(d, |n| n.min(d)));
@@ -723,8 +739,9 @@ impl Net {
         let mut i = 0;
         while i < self.orphans.len() {
             let (at, h, until) = self.orphans[i];
+            let down = at == VIF && self.vif_down();
             let s = self.tcp(at, h);
-            let done = gone(s) || s.state() == tcp::State::TimeWait;
+            let done = down || gone(s) || s.state() == tcp::State::TimeWait;
             if done || now >= until.saturating_add(RST_GRACE_NS) {
                 self.set(at).remove(h);
                 self.orphans.swap_remove(i);
@@ -737,15 +754,28 @@ impl Net {
         }
     }
 
+    /// Whether the vif is down: its backend went away or broke the protocol. Its sockets then
+    /// fail with ENETDOWN (after what they had received is read), as Linux's do on an interface
+    /// that went away, instead of waiting for segments that can never come.
+    fn vif_down(&self) -> bool {
+        self.vif.as_ref().is_some_and(|v| v.dev.broken)
+    }
+
+    /// Whether every one of `socks`' interfaces is the vif, and it is down.
+    fn all_down(&self, ats: impl IntoIterator<Item = usize>) -> bool {
+        self.vif_down() && ats.into_iter().all(|at| at == VIF)
+    }
+
     fn has_v4(&self) -> bool {
         self.vif.as_ref().is_some_and(|v| v.iface.ipv4_addr().is_some())
     }
 
-    /// The interface a connection to `remote` goes through.
+    /// The interface a connection to `remote` goes through; with the vif down, none but
+    /// loopback (ENETUNREACH, as Linux with no route once the interface is gone).
     fn route(&self, remote: &IpAddress) -> Result<usize, i32> {
         if is_loopback(remote) {
             Ok(LO)
-        } else if self.vif.is_some() {
+        } else if self.vif.is_some() && !self.vif_down() {
             Ok(VIF)
         } else {
             Err(ENETUNREACH)
@@ -755,7 +785,7 @@ impl Net {
     /// The interfaces a socket bound to `addr` lives on.
     fn bind_ifaces(&self, addr: Option<IpAddress>) -> Result<Vec<usize>, i32> {
         match addr {
-            None => Ok(if self.vif.is_some() { vec![LO, VIF] } else { vec![LO] }),
+            None => Ok(if self.vif.is_some() && !self.vif_down() { vec![LO, VIF] } else { vec![LO] }),
             Some(a) if is_loopback(&a) => {
                 if self.lo.iface.has_ip_addr(a) {
                     Ok(vec![LO])
@@ -764,7 +794,7 @@ impl Net {
                 }
             }
             Some(a) => match &self.vif {
-                Some(v) if v.iface.has_ip_addr(a) => Ok(vec![VIF]),
+                Some(v) if v.iface.has_ip_addr(a) && !v.dev.broken => Ok(vec![VIF]),
                 _ => Err(EADDRNOTAVAIL),
             },
         }
@@ -975,7 +1005,16 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
     if at == VIF && matches!(addr, IpAddress::Ipv4(_)) {
         // DHCP may still be under way.
         let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
-        match block(until, ENETUNREACH, |net| if net.has_v4() { Step::Done(Ok(())) } else { Step::Wait }) {
+        let r = block(until, ENETUNREACH, |net| {
+            if net.vif_down() {
+                Step::Done(Err(ENETDOWN))
+            } else if net.has_v4() {
+                Step::Done(Ok(()))
+            } else {
+                Step::Wait
+            }
+        });
+        match r {
             Err(EAGAIN) if deadline != 0 => return Err(ENETUNREACH),
             other => other?,
         }
@@ -992,11 +1031,13 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
             });
         }
         let sh = set.add(s);
-        Ok(net.insert(Sock::Tcp(Tcp { at, h: sh, port: local, shut_read: false, reset: false, error: 0 })))
+        Ok(net.insert(Sock::Tcp(Tcp { at, h: sh, port: local, shut_read: false, reset: false, error: 0, linger: None })))
     })?;
     let r = block(deadline, ETIMEDOUT, |net| {
         let Ok((at, sh)) = tcp_of(net, h as u64) else { return Step::Done(Err(EBADF)) };
+        let down = at == VIF && net.vif_down();
         match net.tcp(at, sh).state() {
+            tcp::State::SynSent | tcp::State::SynReceived if down => Step::Done(Err(ENETDOWN)),
             tcp::State::SynSent | tcp::State::SynReceived => Step::Wait,
             tcp::State::Closed => Step::Done(Err(ECONNREFUSED)),
             _ => Step::Done(Ok(())),
@@ -1049,7 +1090,11 @@ pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
             Err(e) => return Step::Done(Err(e)),
         };
         let mut found = None;
+        let vif_down = net.vif_down();
         for (at, pool) in l.pools.iter_mut() {
+            if *at == VIF && vif_down {
+                continue;
+            }
             let Some((_, set)) = net.parts(*at) else { continue };
             if let Some(i) = pool.iter().position(|&sh| {
                 matches!(set.get::<tcp::Socket>(sh).state(), tcp::State::Established | tcp::State::CloseWait)
@@ -1059,12 +1104,17 @@ pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
             }
         }
         for (at, pool) in l.pools.iter_mut() {
+            if *at == VIF && vif_down {
+                continue;
+            }
             if let Some((_, set)) = net.parts(*at) {
                 refill_pool(pool, set, l.addr, l.port, l.hop_limit, l.pool_size);
             }
         }
+        let down = net.all_down(l.pools.iter().map(|(at, _)| *at));
         net.socks[h as usize] = Some(Sock::Listener(l));
         match found {
+            None if down => Step::Done(Err(ENETDOWN)),
             None => Step::Wait,
             Some((at, sh)) => {
                 let peer = net.tcp(at, sh).remote_endpoint();
@@ -1072,7 +1122,7 @@ pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
                     Some(ep) => XkSockAddr::from_endpoint(Some(ep.addr), ep.port, false),
                     None => XkSockAddr::default(),
                 };
-                let c = net.insert(Sock::Tcp(Tcp { at, h: sh, port: 0, shut_read: false, reset: false, error: 0 }));
+                let c = net.insert(Sock::Tcp(Tcp { at, h: sh, port: 0, shut_read: false, reset: false, error: 0, linger: None }));
                 Step::Done(Ok((c, addr)))
             }
         }
@@ -1095,9 +1145,12 @@ pub fn tcp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<usi
         if shut_read || buf.is_empty() {
             return Step::Done(Ok(0));
         }
+        let down = at == VIF && net.vif_down();
         let s = net.tcp(at, sh);
         let r = if peek { s.peek_slice(buf) } else { s.recv_slice(buf) };
         match r {
+            // What had come before the vif went down is read first.
+            Ok(0) if down && s.may_recv() => Step::Done(Err(ENETDOWN)),
             Ok(0) => {
                 if s.may_recv() || matches!(s.state(), tcp::State::SynSent | tcp::State::SynReceived) {
                     Step::Wait
@@ -1129,6 +1182,9 @@ pub fn tcp_send(h: u64, data: &[u8], deadline: u64) -> Result<usize, i32> {
         // As Linux: the reset was reported once; writing now fails as on a closed pipe.
         if reset {
             return Step::Done(Err(EPIPE));
+        }
+        if at == VIF && net.vif_down() {
+            return Step::Done(Err(ENETDOWN));
         }
         let s = net.tcp(at, sh);
         match s.state() {
@@ -1188,16 +1244,19 @@ pub fn shutdown(h: u64, how: u32) -> Result<(), i32> {
 }
 
 /// Closes socket `h`; a connection says goodbye in the background (`abort`: at once, RST).
+/// With `SO_LINGER` set, as on Linux: 0 s resets the connection; n s makes this call wait
+/// until the peer acknowledged the FIN (and so all the data) or n s passed, after which the
+/// goodbye goes on in the background.
 pub fn close(h: u64, abort: bool) -> i32 {
-    with(|net| {
+    let linger = with(|net| {
         if net.sock(h).is_err() {
-            return -EBADF;
+            return Err(-EBADF);
         }
         net.refs[h as usize] -= 1;
         if net.refs[h as usize] > 0 && !abort {
-            return 0;
+            return Ok(None);
         }
-        let Some(sock) = net.socks.get_mut(h as usize).and_then(Option::take) else { return -EBADF };
+        let Some(sock) = net.socks.get_mut(h as usize).and_then(Option::take) else { return Err(-EBADF) };
         match sock {
             Sock::Tcp(t) => {
                 if t.port != 0 {
@@ -1205,12 +1264,16 @@ pub fn close(h: u64, abort: bool) -> i32 {
                 }
                 let s = net.tcp(t.at, t.h);
                 // As Linux: closing with unread data resets the connection.
-                if abort || t.reset || s.recv_queue() > 0 {
+                let reset = abort || t.reset || s.recv_queue() > 0 || t.linger == Some(0);
+                if reset {
                     s.abort();
                 } else {
                     s.close();
                 }
                 net.orphans.push((t.at, t.h, now_ns().saturating_add(LINGER_NS)));
+                if let (Some(secs), false) = (t.linger, reset) {
+                    return Ok(Some((t.at, t.h, secs)));
+                }
             }
             Sock::Listener(l) => {
                 for (at, pool) in l.pools {
@@ -1229,8 +1292,24 @@ pub fn close(h: u64, abort: bool) -> i32 {
                 net.udp_ports.remove(&u.port);
             }
         }
-        0
-    })
+        Ok(None)
+    });
+    match linger {
+        Err(e) => e,
+        Ok(None) => 0,
+        Ok(Some((at, sh, secs))) => {
+            let deadline = now_ns().saturating_add(u64::from(secs) * 1_000_000_000);
+            let _ = block(deadline, ETIMEDOUT, |net| {
+                // The orphan is dropped once it is done (or given up).
+                let kept = net.orphans.iter().any(|&(a, o, _)| a == at && o == sh);
+                let done = !kept
+                    || (at == VIF && net.vif_down())
+                    || matches!(net.tcp(at, sh).state(), tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed);
+                if done { Step::Done(Ok(())) } else { Step::Wait }
+            });
+            0
+        }
+    }
 }
 
 /// Another holder of socket `h` (std's `try_clone`); returns the same handle, which each
@@ -1268,10 +1347,18 @@ pub fn addr(h: u64, peer: bool) -> Result<XkSockAddr, i32> {
 pub const OPT_NODELAY: u32 = 1;
 pub const OPT_TTL: u32 = 2;
 pub const OPT_ERROR: u32 = 3;
+/// `SO_LINGER` of a connection: 0 off, else whole seconds plus one (so that every value
+/// stays a non-negative return of `xk_sock_get_opt`).
+pub const OPT_LINGER: u32 = 4;
 
 /// Sets option `opt` of socket `h`.
 pub fn set_opt(h: u64, opt: u32, value: u64) -> Result<(), i32> {
     with(|net| {
+        if opt == OPT_LINGER {
+            let Sock::Tcp(t) = net.sock(h)? else { return Err(EOPNOTSUPP) };
+            t.linger = value.checked_sub(1).map(|secs| secs.min(i32::MAX as u64) as u32);
+            return Ok(());
+        }
         let hop = match opt {
             OPT_TTL if (1..=255).contains(&value) => Some(value as u8),
             OPT_TTL => return Err(EINVAL),
@@ -1316,6 +1403,9 @@ pub fn get_opt(h: u64, opt: u32) -> Result<u64, i32> {
             Sock::Tcp(t) => {
                 if opt == OPT_ERROR {
                     return Ok(core::mem::take(&mut t.error) as u64);
+                }
+                if opt == OPT_LINGER {
+                    return Ok(t.linger.map_or(0, |secs| u64::from(secs) + 1));
                 }
                 (t.at, t.h, true)
             }
@@ -1429,7 +1519,7 @@ pub fn udp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<(us
             Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
-        for (at, sh) in socks {
+        for &(at, sh) in &socks {
             let s = net.set(at).get_mut::<udp::Socket>(sh);
             loop {
                 let from = match s.peek() {
@@ -1454,7 +1544,7 @@ pub fn udp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<(us
                 return Step::Done(Ok((n, XkSockAddr::from_endpoint(Some(from.addr), from.port, false))));
             }
         }
-        Step::Wait
+        if net.all_down(socks.iter().map(|(at, _)| *at)) { Step::Done(Err(ENETDOWN)) } else { Step::Wait }
     })
 }
 
@@ -1493,21 +1583,26 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
         Ok((at, dh, q))
     })?;
     let (at, dh, query) = query;
-    let r = block(deadline, ETIMEDOUT, |net| match net.set(at).get_mut::<dns::Socket>(dh).get_query_result(query) {
-        Ok(addrs) => {
-            let mut n = 0;
-            for a in addrs.iter() {
-                if n < out.len() {
-                    out[n] = XkSockAddr::from_endpoint(Some(*a), 0, false);
-                    n += 1;
-                }
-            }
-            Step::Done(Ok(n))
+    let r = block(deadline, ETIMEDOUT, |net| {
+        if at == VIF && net.vif_down() {
+            return Step::Done(Err(ENETDOWN));
         }
-        Err(dns::GetQueryResultError::Pending) => Step::Wait,
-        Err(dns::GetQueryResultError::Failed) => Step::Done(Err(ENOENT)),
+        match net.set(at).get_mut::<dns::Socket>(dh).get_query_result(query) {
+            Ok(addrs) => {
+                let mut n = 0;
+                for a in addrs.iter() {
+                    if n < out.len() {
+                        out[n] = XkSockAddr::from_endpoint(Some(*a), 0, false);
+                        n += 1;
+                    }
+                }
+                Step::Done(Ok(n))
+            }
+            Err(dns::GetQueryResultError::Pending) => Step::Wait,
+            Err(dns::GetQueryResultError::Failed) => Step::Done(Err(ENOENT)),
+        }
     });
-    if r == Err(ETIMEDOUT) {
+    if r == Err(ETIMEDOUT) || r == Err(ENETDOWN) {
         // Still pending (a finished query is gone once its result was taken).
         with(|net| {
             let s = net.set(at).get_mut::<dns::Socket>(dh);

@@ -72,6 +72,13 @@ pub unsafe extern "C" fn xk_net_send(handle: u64, buf: *const u8, len: usize, de
     }
 }
 
+/// The MTU of open device `handle` (its xenstore `mtu` key, 1,500 without one), or `-EBADF`.
+#[unsafe(no_mangle)]
+pub extern "C" fn xk_net_mtu(handle: u64) -> isize {
+    let Ok(index) = u32::try_from(handle) else { return -9 };
+    netfront::mtu(index).map_or(-9, |mtu| mtu as isize)
+}
+
 /// Disconnects and closes device `handle`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_net_close(handle: u64) -> isize {

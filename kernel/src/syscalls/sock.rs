@@ -171,13 +171,13 @@ pub unsafe extern "C" fn xk_sock_addr(handle: u64, which: u32, out: *mut XkSockA
     }
 }
 
-/// Sets option `opt` (1 no-delay, 2 TTL) of `handle`.
+/// Sets option `opt` (1 no-delay, 2 TTL, 4 linger: 0 off, else seconds + 1) of `handle`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_set_opt(handle: u64, opt: u32, value: u64) -> isize {
     retn(stack::set_opt(handle, opt, value).map(|()| 0))
 }
 
-/// Reads option `opt` (1 no-delay, 2 TTL, 3 the pending error, taken) of `handle`.
+/// Reads option `opt` (1 no-delay, 2 TTL, 3 the pending error, taken, 4 linger as set) of `handle`.
 #[unsafe(no_mangle)]
 pub extern "C" fn xk_sock_get_opt(handle: u64, opt: u32) -> i64 {
     match stack::get_opt(handle, opt) {

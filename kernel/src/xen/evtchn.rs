@@ -202,6 +202,25 @@ pub fn wait(port: u32, seen: u32, deadline: u64) -> Result<u32, isize> {
     }
 }
 
+/// Delivers an event on `port` from inside this guest, as if its remote end had sent one:
+/// counts it, runs its handler (with upcalls masked, as the upcall runs it) and wakes its
+/// waiters. A driver uses it when something other than the backend's event must wake the
+/// device's waiters (the backend went away).
+pub fn raise_local(port: u32) -> Result<(), isize> {
+    let index = check(port)?;
+    let was_masked = crate::arch::x86_64::irq::mask();
+    COUNTS[index].fetch_add(1, Ordering::AcqRel);
+    let handler = HANDLERS[index].load(Ordering::Acquire);
+    if handler != 0 {
+        // SAFETY: only `install` stores into the table, and only `Handler`s.
+        let handler: Handler = unsafe { core::mem::transmute(handler) };
+        handler(port);
+    }
+    crate::arch::x86_64::irq::restore(was_masked);
+    crate::sched::futex_wake(COUNTS[index].as_ptr(), u32::MAX);
+    Ok(())
+}
+
 /// `VIRQ_TIMER` (`xen.h`): the vCPU's one-shot timer fired.
 pub const VIRQ_TIMER: u32 = 0;
 

@@ -207,6 +207,9 @@ pub struct DomUJob {
     pub files: Option<&'static str>,
     /// More kernel options, `xen.OPTION=VALUE` each (`docs/abi.md`).
     pub kernel_args: &'static [&'static str],
+    /// The kernel log level (`error` ... `trace`); the job's stderr then has every kernel line
+    /// at or above it, not only errors and warnings.
+    pub log: Option<&'static str>,
     /// A disk image for the guest's `xvda`: a function that makes it (once; jobs that share a
     /// disk give the same one) and returns its path, whether it is attached read-only, and
     /// its logical sector size (`docs/fs.md`, "Disks").
@@ -238,8 +241,15 @@ impl DomUJob {
             xl: &[],
             files: None,
             kernel_args: &[],
+            log: None,
             disk: None,
         }
+    }
+
+    /// Asks the kernel for log lines at `level` and above, all of which the job's stderr then
+    /// has.
+    pub const fn log(self, level: &'static str) -> Self {
+        Self { log: Some(level), ..self }
     }
 
     /// Gives the guest the disk image `make` returns as `xvda`, read-only if `read_only`.
@@ -326,6 +336,7 @@ impl DomUJob {
             ("vcpus", self.vcpus.map(Into::into)),
             ("driver", driver.map(Into::into)),
             ("files", self.files.map(|dir| repo().join(dir).to_string_lossy().into_owned().into())),
+            ("log", self.log.map(Into::into)),
         ];
         for (key, value) in fields {
             if let Some(value) = value {
@@ -372,7 +383,7 @@ impl std::ops::Deref for DomUResult {
 /// Every domU job of a test binary, run in one dom0 boot by the first test that needs one.
 pub struct DomUBatch {
     jobs: &'static [DomUJob],
-    results: OnceLock<Result<Vec<DomUResult>, String>>,
+    results: OnceLock<Result<Vec<(&'static str, DomUResult)>, String>>,
 }
 
 impl DomUBatch {
@@ -383,21 +394,35 @@ impl DomUBatch {
 
     /// Returns the result of the job `name`, running the whole batch first if no test has.
     pub fn result(&self, name: &str) -> &DomUResult {
-        let results = self.results.get_or_init(|| run_batch(self.jobs));
+        assert!(self.jobs.iter().any(|j| j.name == name), "no domU job is named {name:?}");
+        let chosen = chosen_jobs();
+        if let Some(names) = &chosen {
+            assert!(names.iter().any(|n| n == name), "job {name:?} is not in XEN_HARNESS_JOBS={}", names.join(","));
+        }
+        let results = self.results.get_or_init(|| {
+            let jobs: Vec<&DomUJob> = self.jobs.iter().filter(|j| chosen.as_ref().is_none_or(|n| n.iter().any(|n| n == j.name))).collect();
+            run_batch(&jobs).map(|r| jobs.iter().map(|j| j.name).zip(r).collect())
+        });
         let results = results.as_ref().unwrap_or_else(|why| panic!("the domU batch failed: {why}"));
-        let at = self.jobs.iter().position(|j| j.name == name);
-        let at = at.unwrap_or_else(|| panic!("no domU job is named {name:?}"));
-        &results[at]
+        &results.iter().find(|(n, _)| *n == name).expect("run above").1
     }
 }
 
+/// The jobs `XEN_HARNESS_JOBS` (names, comma-separated) picks for a run while working on them;
+/// `None` (every job) when it is unset or empty.
+fn chosen_jobs() -> Option<Vec<String>> {
+    let names = std::env::var("XEN_HARNESS_JOBS").ok()?;
+    let names: Vec<String> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect();
+    (!names.is_empty()).then_some(names)
+}
+
 /// Runs the jobs through `xen-runner --batch` and reads the results.
-fn run_batch(jobs: &[DomUJob]) -> Result<Vec<DomUResult>, String> {
+fn run_batch(jobs: &[&DomUJob]) -> Result<Vec<DomUResult>, String> {
     let dir = repo().join("target/harness-batch");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let manifest = dir.join(format!("manifest-{}.json", std::process::id()));
     let results = dir.join(format!("results-{}.json", std::process::id()));
-    let entries: Vec<serde_json::Value> = jobs.iter().map(DomUJob::manifest_entry).collect();
+    let entries: Vec<serde_json::Value> = jobs.iter().map(|j| j.manifest_entry()).collect();
     let text = serde_json::to_string_pretty(&serde_json::json!({ "jobs": entries })).unwrap();
     std::fs::write(&manifest, text).map_err(|e| format!("writing the manifest: {e}"))?;
     let _ = std::fs::remove_file(&results);

@@ -43,7 +43,20 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::built("rawframes", net::rawframes_image).args(&["8"]).xl(net::VIF).timeout(60).driver(net::ARPING),
     DomUJob::bin("net_arp", "net").args(&["arp"]).xl(net::VIF).timeout(60).driver(net::ANSWER_ARP),
     DomUJob::bin("net_errors", "net").args(&["errors"]).xl(net::VIF).timeout(60),
+    DomUJob::bin("net_detach_raw", "net")
+        .args(&["gone"])
+        .log("info")
+        .xl(net::TWO_VIFS)
+        .timeout(60)
+        .driver(net::DETACH_RAW),
     DomUJob::bin("net_loopback", "sockets").args(&["loopback"]).timeout(60),
+    DomUJob::bin("net_detach_stack", "sockets")
+        .args(&["vif_gone", "10.99.0.27", "8090"])
+        .kernel_args(&["xen.ip=10.99.0.27/24", "xen.gw=10.99.0.1"])
+        .log("info")
+        .xl(net::VIF_MTU_1400)
+        .timeout(60)
+        .driver(net::DETACH_STACK),
     DomUJob::bin("net_client", "sockets")
         .args(&["client", "10.99.0.1:7000", "10.99.0.99:80"])
         .xl(net::VIF)
@@ -671,8 +684,7 @@ fn a_panic_abort_profile_builds_and_aborts_as_on_linux() {
 
 /// The tests of std's unit tests (`#[cfg(test)]` inside `library/std/src`, built by
 /// `tests/std-unit/build`) that fail on Xen, each for a reason docs/std-tests.md gives: the
-/// in-memory filesystem has no symbolic or hard links, no `try_clone` and no access times;
-/// TCP has no `set_linger`.
+/// in-memory filesystem has no symbolic or hard links, no `try_clone` and no access times.
 const STD_UNIT_FAILURES: &[&str] = &[
     "fs::tests::copy_file_follows_dst_symlink",
     "fs::tests::create_dir_all_with_junctions",
@@ -688,7 +700,6 @@ const STD_UNIT_FAILURES: &[&str] = &[
     "fs::tests::symlink_noexist",
     "fs::tests::symlinks_work",
     "fs::tests::test_rename_symlink",
-    "net::tcp::tests::linger",
 ];
 
 /// std's own unit tests (fs, io, collections, sync, thread, time, ...: 447 in 1.96.0 on
@@ -719,7 +730,7 @@ fn rusts_own_std_unit_tests_pass_on_xen() {
         .collect();
     assert_eq!(failed, STD_UNIT_FAILURES, "status {}\n{}\n{}", r.status, r.stdout, r.stderr);
     let expected = format!(
-        "test result: FAILED. 431 passed; {} failed; 1 ignored; 0 measured; 0 filtered out",
+        "test result: FAILED. 432 passed; {} failed; 1 ignored; 0 measured; 0 filtered out",
         STD_UNIT_FAILURES.len()
     );
     assert_eq!(summary, expected, "status {}\n{}\n{}", r.status, r.stdout, r.stderr);

@@ -343,6 +343,11 @@ fn boot(opts: &BatchOptions, jobs: &[Job], ready: &[Ready], number: usize) -> Re
     }
     let mut session = Session::spawn(cmd, false)?;
     let mut demux = Demux::new(ready.len());
+    for (i, r) in ready.iter().enumerate() {
+        if jobs[r.index].log.is_some() {
+            demux.show_all_logs(i);
+        }
+    }
     if opts.verbose {
         demux.echo_to(Box::new(io::stderr()));
     }

@@ -53,6 +53,9 @@ pub struct Console<O: Write, E: Write> {
     out: O,
     err: E,
     verbose: bool,
+    /// Show every kernel log line (the run asked for a log level), not only errors and
+    /// warnings.
+    all_logs: bool,
     pending: Vec<u8>,
     crash: Vec<Vec<u8>>,
     /// The payloads of `T` records: the program's named threads.
@@ -71,6 +74,7 @@ impl<O: Write, E: Write> Console<O, E> {
             out,
             err,
             verbose,
+            all_logs: false,
             pending: Vec::new(),
             crash: Vec::new(),
             threads: Vec::new(),
@@ -79,6 +83,14 @@ impl<O: Write, E: Write> Console<O, E> {
             records: 0,
             job_begun: false,
         }
+    }
+
+    /// Also shows every kernel log line (not only errors and warnings): for a
+    /// run that asked for a log level (`--log`, a job's `log`), whose kernel
+    /// then sends only lines at or above it.
+    pub fn show_all_logs(mut self, all: bool) -> Self {
+        self.all_logs = all;
+        self
     }
 
     /// Takes the next chunk of the stream; returns the event that ended the
@@ -263,13 +275,13 @@ impl<O: Write, E: Write> Console<O, E> {
     }
 
     /// Shows a kernel log line: errors and warnings always, the rest when
-    /// verbose.
+    /// verbose or when the run asked for a log level.
     fn log(&mut self, payload: &[u8]) -> io::Result<()> {
         let (level, message) = match payload {
             [level @ (b'E' | b'W' | b'I' | b'D' | b'T'), b' ', message @ ..] => (*level, message),
             _ => (b'?', payload),
         };
-        if self.verbose || matches!(level, b'E' | b'W' | b'?') {
+        if self.verbose || self.all_logs || matches!(level, b'E' | b'W' | b'?') {
             self.err.write_all(format!("[kernel {}] ", char::from(level)).as_bytes())?;
             self.err.write_all(&sanitize(message))?;
             self.err.write_all(b"\n")?;
@@ -437,6 +449,17 @@ mod tests {
         assert_eq!(run(&mut c, input), None);
         assert_eq!(c.err, b"[kernel E] bad\n[kernel W] careful\n[kernel ?] nolevel\n");
         assert!(c.out.is_empty());
+    }
+
+    #[test]
+    fn a_run_that_asked_for_a_log_level_sees_its_lines_but_not_xen_s_text() {
+        let mut c = console(false).show_all_logs(true);
+        let input = b"(XEN) hello\n\x1eLI booted\n\x1eLD a step\n\x1eLE failed\n";
+        assert_eq!(run(&mut c, input), None);
+        assert_eq!(c.err, b"[kernel I] booted\n[kernel D] a step\n[kernel E] failed\n");
+        let mut quiet = console(false);
+        assert_eq!(run(&mut quiet, input), None);
+        assert_eq!(quiet.err, b"[kernel E] failed\n");
     }
 
     #[test]

@@ -88,6 +88,15 @@ impl Demux {
         }
     }
 
+    /// Shows every kernel log line of job `index` in its stderr (the job asked for a log
+    /// level), not only errors and warnings.
+    pub fn show_all_logs(&mut self, index: usize) {
+        if let Some(job) = self.jobs.get_mut(index) {
+            let console = std::mem::replace(&mut job.console, Console::new(Vec::new(), Vec::new(), false));
+            job.console = console.show_all_logs(true);
+        }
+    }
+
     /// Also writes every line to `echo`, with control bytes made visible (`--verbose`).
     pub fn echo_to(&mut self, echo: Box<dyn Write>) {
         self.echo = Some(echo);

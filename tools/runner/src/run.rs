@@ -324,7 +324,8 @@ pub fn run(opts: &RunOptions, listeners: forward::Listeners) -> Result<u8> {
         Some(Proxy::start(routes, opts.verbose).context("starting the TCP forwards")?)
     };
     let mut session = Session::spawn(cmd, mode == Mode::Xl)?;
-    let mut console = Console::new(io::stdout().lock(), io::stderr().lock(), opts.verbose);
+    let mut console =
+        Console::new(io::stdout().lock(), io::stderr().lock(), opts.verbose).show_all_logs(opts.log.is_some());
     let end = session.relay(&mut console, deadline, restart, opts.verbose);
     // Stop the guest before anything else: its status is known, or it is
     // hopeless.

@@ -60,6 +60,8 @@ pub struct WatchQueue {
     /// Bumped on each event: the futex word.
     count: AtomicU32,
     events: SpinLock<VecDeque<Vec<u8>>>,
+    /// Set by `unwatch`: a thread waiting in `next_event` then returns `EBADF`.
+    ended: AtomicBool,
 }
 
 fn ring() -> &'static XenstoreDomainInterface {
@@ -346,6 +348,7 @@ pub fn watch(path: &[u8], deadline: u64) -> Result<u64, isize> {
         dropped: AtomicU64::new(0),
         count: AtomicU32::new(0),
         events: SpinLock::new(VecDeque::new()),
+        ended: AtomicBool::new(false),
     });
     // Registered before the request, so that the first event finds it.
     WATCHES.lock().push((id, queue));
@@ -373,7 +376,7 @@ fn drop_watch(id: u64) -> Option<Arc<WatchQueue>> {
 }
 
 /// Waits until Xen system time `deadline` for watch `id`'s next event; returns the path that
-/// changed.
+/// changed, or `EBADF` once the watch is ended (also when [`unwatch`] ends it meanwhile).
 pub fn next_event(id: u64, deadline: u64) -> Result<Vec<u8>, isize> {
     let queue = WATCHES.lock().iter().find(|(w, _)| *w == id).map(|(_, q)| q.clone());
     let queue = queue.ok_or(-errno::EBADF)?;
@@ -385,6 +388,9 @@ pub fn next_event(id: u64, deadline: u64) -> Result<Vec<u8>, isize> {
         if BROKEN.load(Ordering::Acquire) {
             return Err(-errno::EIO);
         }
+        if queue.ended.load(Ordering::Acquire) {
+            return Err(-errno::EBADF);
+        }
         // SAFETY: `count` is a live atomic u32 (the queue is held by this Arc).
         let woke = unsafe { crate::sched::futex_wait(queue.count.as_ptr(), seen, deadline) };
         if woke == crate::sched::FutexWait::TimedOut && queue.events.lock().is_empty() {
@@ -393,9 +399,12 @@ pub fn next_event(id: u64, deadline: u64) -> Result<Vec<u8>, isize> {
     }
 }
 
-/// Ends watch `id`.
+/// Ends watch `id`; a thread waiting in [`next_event`] for it returns `EBADF`.
 pub fn unwatch(id: u64, deadline: u64) -> Result<(), isize> {
     let queue = drop_watch(id).ok_or(-errno::EBADF)?;
+    queue.ended.store(true, Ordering::Release);
+    queue.count.fetch_add(1, Ordering::AcqRel);
+    crate::sched::futex_wake(queue.count.as_ptr(), u32::MAX);
     let token = token(id);
     request(MsgType::Unwatch, 0, &[(&queue.path, true), (token.as_bytes(), true)], deadline).map(drop)
 }

@@ -3,6 +3,9 @@
 //!     net arp       sends ARP requests for 10.99.0.1 (from 10.99.0.2) every 500 ms until
 //!                   dom0 answers (at most 20 s), then prints the answer
 //!     net errors    what opening a missing or an open device, and odd frames, give
+//!     net gone      two vifs: a thread waits on vif 1 (no deadline) while dom0 detaches it
+//!                   (`xl network-detach`); prints what its calls then give, and that vif 0
+//!                   still gets dom0's ARP answer; exits with vif 0 open
 
 #[cfg(target_os = "xen")]
 mod xen {
@@ -34,6 +37,11 @@ mod xen {
     fn arp() -> std::io::Result<()> {
         let device = Device::open(0)?;
         println!("mac {}", mac(&device.mac()));
+        arp_on(&device)
+    }
+
+    /// Asks dom0 for 10.99.0.1's MAC through `device` until it answers; prints the answer.
+    fn arp_on(device: &Device) -> std::io::Result<()> {
         let request = arp_request(device.mac(), OUR_IP, DOM0_IP);
         let start = Instant::now();
         let mut buf = [0u8; MAX_FRAME];
@@ -77,12 +85,49 @@ mod xen {
         println!("reopened: {again:?}");
     }
 
+    fn gone() -> std::io::Result<()> {
+        let first = Device::open(0)?;
+        let second = Device::open(1)?;
+        println!("vif 0 mac {} mtu {}", mac(&first.mac()), first.mtu());
+        println!("vif 1 mac {} mtu {}", mac(&second.mac()), second.mtu());
+        // vif 1's MTU (1400 in its xl line) bounds its frames: a broadcast of that payload
+        // goes, one byte more is refused.
+        let mut frame = arp_request(second.mac(), OUR_IP, DOM0_IP);
+        frame.resize(second.mtu() + 14, 0);
+        println!("vif 1 frame of mtu + 14 bytes: {:?}", second.send(&frame).map_err(|e| e.kind()));
+        frame.push(0);
+        println!("vif 1 frame of mtu + 15 bytes: {:?}", second.send(&frame).map_err(|e| e.to_string()));
+        let waiter = std::thread::spawn(move || {
+            let mut buf = [0u8; MAX_FRAME];
+            let mut frames = 0;
+            loop {
+                match second.recv(&mut buf) {
+                    // The bridge's own traffic (IPv6 reports, ARP) may come first.
+                    Ok(_) => frames += 1,
+                    Err(e) => return (e, frames, second),
+                }
+            }
+        });
+        println!("waiting on vif 1");
+        let (e, frames, second) = waiter.join().unwrap();
+        println!("vif 1 recv after {frames} frames: {:?} ({e})", e.kind());
+        let frame = arp_request(second.mac(), OUR_IP, DOM0_IP);
+        println!("vif 1 send: {:?}", second.send(&frame).map_err(|e| e.kind()));
+        let mut buf = [0u8; 64];
+        println!("vif 1 recv again: {:?}", second.recv_timeout(&mut buf, Duration::from_secs(1)).map_err(|e| e.kind()));
+        drop(second);
+        arp_on(&first)?;
+        // Ends with vif 0 still open: the kernel disconnects it from netback at the end.
+        std::process::exit(0)
+    }
+
     pub fn main() {
         match std::env::args().nth(1).as_deref() {
             Some("arp") => arp().unwrap(),
             Some("errors") => errors(),
+            Some("gone") => gone().unwrap(),
             _ => {
-                eprintln!("usage: net arp|errors");
+                eprintln!("usage: net arp|errors|gone");
                 std::process::exit(2);
             }
         }

@@ -18,6 +18,11 @@
 //!     sockets resolve NAME PORT UNKNOWN  resolves NAME through the DNS server DHCP named
 //!                               (dom0's dnsmasq), then `client` to the address it got on PORT;
 //!                               UNKNOWN is a name that server does not know
+//!     sockets vif_gone ADDR PORT  (Xen) with ADDR the vif's static address: takes dom0's
+//!                               connection on 0.0.0.0:PORT, then while threads wait on it,
+//!                               on a listener and a UDP socket bound to ADDR, dom0 detaches
+//!                               the vif; prints what every call then gives, and that
+//!                               loopback still works through the 0.0.0.0 listener
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -437,6 +442,41 @@ fn unreachable(addr: &str) {
     println!("unreachable: {} after >= 2 s {}", kind(r), t.elapsed() >= Duration::from_secs(2));
 }
 
+fn vif_gone(addr: Ipv4Addr, port: u16) {
+    let any = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    let on_vif = TcpListener::bind((addr, port + 1)).unwrap();
+    let udp = UdpSocket::bind((addr, port + 2)).unwrap();
+    println!("listening");
+    let (mut conn, peer) = any.accept().unwrap();
+    let mut line = [0u8; 6];
+    conn.read_exact(&mut line).unwrap();
+    println!("got {:?} from {}", String::from_utf8_lossy(&line).trim_end(), peer.ip());
+    // What dom0 sends next never comes: every wait below must end when the vif goes.
+    let mut reader = conn.try_clone().unwrap();
+    let read = thread::spawn(move || kind(reader.read(&mut [0u8; 64])));
+    let accept = thread::spawn(move || (kind(on_vif.accept()), on_vif));
+    let recv = thread::spawn(move || (kind(udp.recv_from(&mut [0u8; 64])), udp));
+    thread::sleep(Duration::from_millis(500));
+    println!("waiting for the vif to go");
+    println!("read: {}", read.join().unwrap());
+    let (r, on_vif) = accept.join().unwrap();
+    println!("accept on {addr}: {r}");
+    let (r, udp) = recv.join().unwrap();
+    println!("udp recv on {addr}: {r}");
+    println!("write: {}", kind(conn.write(b"late\n")));
+    println!("udp send: {}", kind(udp.send_to(b"late", "10.99.0.1:9")));
+    println!("accept again: {}", kind(on_vif.accept()));
+    println!("connect to dom0: {}", kind(TcpStream::connect_timeout(&"10.99.0.1:7000".parse().unwrap(), Duration::from_secs(5))));
+    println!("bind {addr}: {}", kind(TcpListener::bind((addr, port + 3))));
+    // Loopback is untouched, and so is the listener bound to every address.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut s, _) = any.accept().unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    s.read_exact(&mut got).unwrap();
+    println!("loopback through 0.0.0.0:{port}: {}", String::from_utf8_lossy(&got));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -453,9 +493,10 @@ fn main() {
         Some("unreachable") => unreachable(&args[2]),
         Some("static") => static_config(&args[2]),
         Some("resolve") => resolve(&args[2], args[3].parse().unwrap(), &args[4]),
+        Some("vif_gone") => vif_gone(args[2].parse().unwrap(), args[3].parse().unwrap()),
         _ => {
             eprintln!(
-                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN"
+                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN|vif_gone ADDR PORT"
             );
             std::process::exit(2);
         }

@@ -95,6 +95,131 @@ fn device_errors_are_io_errors() {
     }
 }
 
+/// The xl line of a guest with one vif of MTU 1400.
+pub const VIF_MTU_1400: &[&str] = &["vif = ['bridge=xenbr0,mtu=1400']"];
+
+/// The xl line of a guest with two vifs on the bridge, the second with an MTU of 1400.
+pub const TWO_VIFS: &[&str] = &["vif = ['bridge=xenbr0', 'bridge=xenbr0,mtu=1400']"];
+
+/// Runs `xl network-detach $DOMID DEVID` and prints its status, time and output, then how many
+/// vifs the domain has left. xl waits for the frontend to say Closed; a frontend that does not
+/// answer makes it give up after 10 s and remove the device by force, with an error.
+macro_rules! detach {
+    ($devid:literal) => {
+        concat!(
+            "t0=$(xenjob_now)
+xl network-detach $DOMID ",
+            $devid,
+            " > /tmp/detach-$JOB 2>&1
+status=$?
+echo \"detach status $status in $(($(xenjob_now) - t0)) cs: $(tr '\\n' ' ' < /tmp/detach-$JOB)\"
+echo \"vifs left: $(xl network-list $DOMID | tail -n +2 | wc -l)\"
+"
+        )
+    };
+}
+
+/// Detaches the `gone` guest's vif 1 while a thread of it waits there, then answers its ARP
+/// requests on vif 0.
+pub const DETACH_RAW: &str = concat!(
+    "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
+ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
+ip link set xenbr0 up
+echo \"bridge $(cat /sys/class/net/xenbr0/address)\"
+wait_output 'waiting on vif 1' 30
+sleep 1
+",
+    detach!("1"),
+    "wait_output 'arp reply from' 30
+"
+);
+
+/// Connects to the `vif_gone` guest (10.99.0.27:8090, static) and holds the connection open,
+/// then detaches its only vif while its threads wait.
+pub const DETACH_STACK: &str = concat!(
+    "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
+ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
+ip link set xenbr0 up
+wait_output 'listening' 30
+mkfifo /tmp/hold-$JOB
+(printf 'hello\n'; cat /tmp/hold-$JOB) | nc 10.99.0.27 8090 > /dev/null 2>&1 &
+exec 7> /tmp/hold-$JOB
+wait_output 'waiting for the vif to go' 30
+",
+    detach!("0"),
+    "wait_output 'loopback through' 30
+exec 7>&-
+"
+);
+
+/// The driver's `detach status S in T cs: OUTPUT` line: (status, centiseconds, xl's output).
+fn detach_report(driver_output: &str) -> (i32, u64, &str) {
+    let line = driver_output.lines().find_map(|l| l.strip_prefix("detach status ")).expect("the driver's detach line");
+    let (status, rest) = line.split_once(" in ").expect("status, then time");
+    let (cs, output) = rest.split_once(" cs:").expect("time, then output");
+    (status.parse().unwrap(), cs.parse().unwrap(), output.trim())
+}
+
+#[test]
+fn a_vif_detached_while_a_thread_waits_on_it_fails_its_calls_and_the_other_vif_works() {
+    let r = DOMU.result("net_detach_raw");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    let macs: Vec<&str> = r.stdout.lines().filter_map(|l| l.strip_prefix("vif ").and_then(|l| l.split_once(" mac "))).map(|(_, m)| m).collect();
+    assert_eq!(macs.len(), 2, "{}", r.stdout);
+    assert_ne!(macs[0], macs[1], "two vifs, two MACs");
+    // Each MTU from the vif's xenstore `mtu` key (libxl writes the xl line's `mtu=`, else 1500).
+    assert!(macs[0].ends_with(" mtu 1500") && macs[1].ends_with(" mtu 1400"), "{macs:?}");
+    assert!(r.stdout.contains("vif 1 frame of mtu + 14 bytes: Ok(1414)\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("vif 1 frame of mtu + 15 bytes: Err(\"Message too long (os error 90)\")\n"), "{}", r.stdout);
+    // xl waits for the frontend to say Closed: an error (or its 10 s timeout) means the guest
+    // did not answer the backend's Closing.
+    let (status, cs, output) = detach_report(&r.driver_output);
+    assert_eq!(status, 0, "xl network-detach: {}", r.driver_output);
+    assert!(output.is_empty(), "xl network-detach said: {output}");
+    assert!(r.driver_output.contains("vifs left: 1\n"), "{}", r.driver_output);
+    eprintln!("xl network-detach took {cs} cs");
+    for line in [
+        "(NetworkDown)",
+        "vif 1 send: Err(NetworkDown)\n",
+        "vif 1 recv again: Err(NetworkDown)\n",
+    ] {
+        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
+    }
+    assert!(r.stdout.lines().any(|l| l.starts_with("vif 1 recv after ") && l.contains(": NetworkDown (")), "{}", r.stdout);
+    let bridge = bridge_mac(&r.driver_output);
+    assert!(r.stdout.contains(&format!("arp reply from {bridge}: 10.99.0.1 is at {bridge}")), "vif 0 no longer works:\n{}", r.stdout);
+    assert!(r.stderr.contains("the backend (domain 0) went away"), "the kernel's log says why: {}", r.stderr);
+    // At the end the vif still open (vif 0) says goodbye to its backend.
+    assert!(r.stderr.contains("netfront: 1 vif(s) disconnected at the end in "), "{}", r.stderr);
+}
+
+#[test]
+fn sockets_on_a_vif_that_goes_away_fail_with_network_down_and_loopback_still_works() {
+    let r = DOMU.result("net_detach_stack");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    let (status, cs, output) = detach_report(&r.driver_output);
+    assert_eq!(status, 0, "xl network-detach: {}", r.driver_output);
+    assert!(output.is_empty(), "xl network-detach said: {output}");
+    assert!(r.driver_output.contains("vifs left: 0\n"), "{}", r.driver_output);
+    eprintln!("xl network-detach took {cs} cs");
+    // The stack's vif takes its MTU from xenstore (smoltcp's MSS follows from it).
+    assert!(r.stderr.contains(", mtu 1400, backend domain 0,"), "{}", r.stderr);
+    for line in [
+        "got \"hello\" from 10.99.0.1\n",
+        "read: NetworkDown\n",
+        "accept on 10.99.0.27: NetworkDown\n",
+        "udp recv on 10.99.0.27: NetworkDown\n",
+        "write: NetworkDown\n",
+        "udp send: NetworkUnreachable\n",
+        "accept again: NetworkDown\n",
+        "connect to dom0: NetworkUnreachable\n",
+        "bind 10.99.0.27: AddrNotAvailable\n",
+        "loopback through 0.0.0.0:8090: ping\n",
+    ] {
+        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
+    }
+}
+
 // ---- TCP/IP (smoltcp in the kernel) and std::net ----
 
 /// Gives the bridge 10.99.0.1 and starts a busybox udhcpd on it that offers only the given

@@ -16,8 +16,9 @@ use crate::io;
 use crate::sys::abi;
 use crate::time::Duration;
 
-/// The longest frame [`Device::send`] takes and [`Device::recv`] returns: 1,514 bytes (a
-/// 1,500-byte payload and the 14-byte header).
+/// The longest frame [`Device::send`] takes and [`Device::recv`] returns on any device: 1,514
+/// bytes (a 1,500-byte payload and the 14-byte header). A device's own limit is its
+/// [`Device::mtu`] and the header.
 #[stable(feature = "xen_ext", since = "1.96.0")]
 pub const MAX_FRAME: usize = 1514;
 
@@ -27,6 +28,7 @@ pub const MAX_FRAME: usize = 1514;
 pub struct Device {
     handle: u64,
     mac: [u8; 6],
+    mtu: usize,
 }
 
 #[stable(feature = "xen_ext", since = "1.96.0")]
@@ -43,7 +45,21 @@ impl Device {
         if ret < 0 {
             return Err(super::error(ret));
         }
-        Ok(Device { handle: ret as u64, mac })
+        let handle = ret as u64;
+        let mtu = abi::xk_net_mtu(handle);
+        if mtu < 0 {
+            abi::xk_net_close(handle);
+            return Err(super::error(mtu as i64));
+        }
+        Ok(Device { handle, mac, mtu: mtu as usize })
+    }
+
+    /// The interface's MTU: the longest payload of a frame, from its xenstore `mtu` key (the
+    /// `mtu=` of its `xl` configuration; 1,500 without one, and at most 1,500). [`Device::send`]
+    /// takes frames of at most this and the 14-byte header.
+    #[stable(feature = "xen_ext", since = "1.96.0")]
+    pub fn mtu(&self) -> usize {
+        self.mtu
     }
 
     /// The interface's MAC address, from its xenstore `mac` key.
@@ -72,8 +88,9 @@ impl Device {
         if ret < 0 { Err(super::error(ret as i64)) } else { Ok(ret as usize) }
     }
 
-    /// Sends one frame (destination, source, EtherType, payload; 1 to [`MAX_FRAME`] bytes,
-    /// else "Message too long"), waiting while the device's send buffers are all in flight.
+    /// Sends one frame (destination, source, EtherType, payload; 1 byte to [`Device::mtu`] + 14
+    /// bytes, else "Message too long"), waiting while the device's send buffers are all in
+    /// flight.
     #[stable(feature = "xen_ext", since = "1.96.0")]
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
         // SAFETY: `frame` is valid for reads of its length.

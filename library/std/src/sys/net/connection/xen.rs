@@ -19,6 +19,7 @@ use crate::time::Duration;
 const OPT_NODELAY: u32 = 1;
 const OPT_TTL: u32 = 2;
 const OPT_ERROR: u32 = 3;
+const OPT_LINGER: u32 = 4;
 const PEEK: u32 = 1;
 /// The backlog `TcpListener::bind` asks for, as std on Linux does.
 const BACKLOG: u32 = 128;
@@ -271,12 +272,14 @@ impl TcpStream {
         Ok(TcpStream { handle: self.handle.duplicate()?, timing: self.timing.clone() })
     }
 
-    pub fn set_linger(&self, _: Option<Duration>) -> io::Result<()> {
-        crate::sys::unsupported()
+    /// Whole seconds, as Linux keeps `SO_LINGER` (a fraction is dropped).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        let value = linger.map_or(0, |d| d.as_secs().min(i32::MAX as u64) + 1);
+        self.handle.set_opt(OPT_LINGER, value)
     }
 
     pub fn linger(&self) -> io::Result<Option<Duration>> {
-        Ok(None)
+        Ok(self.handle.get_opt(OPT_LINGER)?.checked_sub(1).map(Duration::from_secs))
     }
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {

@@ -128,6 +128,7 @@ unsafe extern "C" {
     pub fn xk_net_recv(handle: u64, buf: *mut u8, cap: usize, deadline_ns: u64) -> isize;
     pub fn xk_net_send(handle: u64, buf: *const u8, len: usize, deadline_ns: u64) -> isize;
     pub safe fn xk_net_close(handle: u64) -> isize;
+    pub safe fn xk_net_mtu(handle: u64) -> isize;
     pub fn xk_sock_tcp_connect(addr: *const XkSockAddr, deadline_ns: u64) -> i64;
     pub fn xk_sock_tcp_listen(addr: *const XkSockAddr, backlog: u32) -> i64;
     pub fn xk_sock_tcp_accept(handle: u64, peer: *mut XkSockAddr, deadline_ns: u64) -> i64;
