@@ -299,6 +299,15 @@ pub struct Netfront {
 unsafe impl Send for Netfront {}
 
 static DEVICES: Mutex<Vec<Option<Box<Netfront>>>> = Mutex::new(Vec::new());
+/// Set by [`disconnect_all`]: the program has ended and the devices are being (or were) closed,
+/// so a device that fails now is no news.
+static ENDED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether the program's end has closed (or is closing) every device.
+pub fn ended() -> bool {
+    ENDED.load(core::sync::atomic::Ordering::Acquire)
+}
+
 /// The next open's [`Netfront::generation`].
 static NEXT_GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 /// The stack of a thread watching a backend's state: xenstore calls and a log line.
@@ -1303,6 +1312,7 @@ fn wait(port: u32, seen: u32, deadline: u64) -> Result<(), NetError> {
 /// domain goes, as a driver does at a clean shutdown. Bounded by [`ENDING_DISCONNECT_NS`] in
 /// all; the devices stay in the table, down, for any thread still calling.
 pub fn disconnect_all() {
+    ENDED.store(true, core::sync::atomic::Ordering::Release);
     let start = crate::time::monotonic_ns();
     let deadline = start.saturating_add(ENDING_DISCONNECT_NS);
     let mut devices = DEVICES.lock();

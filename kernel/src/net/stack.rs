@@ -195,7 +195,11 @@ struct VifTx<'a> {
 
 fn failed(index: u32, broken: &mut bool, e: netfront::NetError) {
     if !*broken {
-        error!("net: vif {index}: {e:?}; the interface is down: its sockets fail with ENETDOWN");
+        if netfront::ended() {
+            debug!("net: vif {index}: disconnected at the program's end");
+        } else {
+            error!("net: vif {index}: {e:?}; the interface is down: its sockets fail with ENETDOWN");
+        }
         *broken = true;
     }
 }
