@@ -280,6 +280,9 @@ pub struct Netfront {
     generation: u64,
     /// The xenstore watch on the backend's state (`watch_backend`), ended at close.
     watch: Option<u64>,
+    /// Where the watcher's goodbye to a backend that went away stands ([`GOODBYE_NONE`],
+    /// [`GOODBYE_UNDER_WAY`], [`GOODBYE_DONE`]); a futex word, so that `close` waits for it.
+    goodbye: alloc::sync::Arc<AtomicU32>,
     /// Driven by the kernel's TCP/IP stack (`net::stack`), not by the program's raw calls.
     stack: bool,
     port: Port,
@@ -312,6 +315,15 @@ pub fn ended() -> bool {
 static NEXT_GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 /// The stack of a thread watching a backend's state: xenstore calls and a log line.
 const WATCHER_STACK: usize = 32 << 10;
+/// `Netfront::goodbye`: no goodbye, one under way (the watcher says Closing and Closed without
+/// the device table's lock), or done.
+const GOODBYE_NONE: u32 = 0;
+const GOODBYE_UNDER_WAY: u32 = 1;
+const GOODBYE_DONE: u32 = 2;
+/// How often, and how many times, a watcher reads a backend's state again when a read failed
+/// for a reason other than the key or folder being gone (no new event may come to ask again).
+const REREAD_NS: u64 = 200_000_000;
+const REREADS: u32 = 25;
 
 fn deadline_in(ns: u64) -> u64 {
     crate::time::monotonic_ns().saturating_add(ns)
@@ -353,7 +365,9 @@ impl Netfront {
             .ok_or(NetError::BadKey("backend-id"))?;
         let mac = ring::parse_mac(&read_key(&path, "mac", deadline)?).ok_or(NetError::BadKey("mac"))?;
         let mtu = match read_key(&path, "mtu", deadline) {
+            // An optional key: missing (or unreadable) means the default.
             Err(NetError::BadKey(_)) => ring::MAX_MTU,
+            Err(NetError::Xen(e)) if e == -errno::EACCES => ring::MAX_MTU,
             Err(e) => return Err(e),
             Ok(value) => match ring::parse_mtu(&value) {
                 ring::Mtu::Taken(m) => m,
@@ -401,6 +415,7 @@ impl Netfront {
             gone: false,
             generation: NEXT_GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             watch: None,
+            goodbye: alloc::sync::Arc::new(AtomicU32::new(GOODBYE_NONE)),
             stack,
             port,
             _tx_page: tx_page,
@@ -496,6 +511,10 @@ impl Netfront {
     /// Logs a protocol error of the backend and disables the device.
     fn fail(&mut self, e: RingError) -> NetError {
         error!("netfront: vif {} (backend domain {}): {e:?}; device disabled", self.index, self.backend_id);
+        if !self.broken {
+            // Threads waiting on the device (other than the caller) learn of it now.
+            let _ = evtchn::raise_local(self.port.0);
+        }
         self.broken = true;
         NetError::Ring(e)
     }
@@ -1118,10 +1137,16 @@ pub fn stack_tx_in_flight(index: u32) -> u32 {
     dev.tx_ids.count()
 }
 
-/// Device `index`'s MTU (the stack's or the program's), or `None` when it is not open.
+/// The program's device `index`'s MTU, or `None` when it is not open (or is the stack's).
 pub fn mtu(index: u32) -> Option<u16> {
-    let devices = DEVICES.lock();
-    devices.get(index as usize)?.as_ref().map(|dev| dev.mtu)
+    let mut devices = DEVICES.lock();
+    slot(&mut devices, index).ok().map(|dev| dev.mtu)
+}
+
+/// The stack's device `index`'s MTU.
+pub fn stack_mtu(index: u32) -> Option<u16> {
+    let mut devices = DEVICES.lock();
+    stack_slot(&mut devices, index).ok().map(|dev| dev.mtu)
 }
 
 /// Whether a frame could be taken now (tx buffers are free).
@@ -1257,16 +1282,32 @@ fn watch_backend(dev: &Netfront) -> Option<u64> {
 extern "C" fn watcher_thread(arg: *mut u8) {
     // SAFETY: `watch_backend` passed a `Box<Watcher>` it gave up.
     let w = unsafe { Box::from_raw(arg as *mut Watcher) };
+    let mut rereads = 0;
     loop {
-        // Ends with EBADF when `close` ends the watch.
-        if xenstore::next_event(w.watch, u64::MAX).is_err() {
+        // Ends with EBADF when `close` ends the watch. A read that failed is tried again soon
+        // instead: the change it missed may bring no further event.
+        if rereads == 0 && xenstore::next_event(w.watch, u64::MAX).is_err() {
             return;
         }
         match xenbus::read_state(&w.backend, deadline_in(HANDSHAKE_NS)) {
-            // A removed folder reads as Unknown.
+            // A removed folder reads as Unknown (ENOENT); xenstored answers EACCES instead when
+            // the nearest folder left above it is not readable by this domain.
             Ok(XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown) => break,
-            Ok(state) => debug!("netfront: vif {}: the backend is {state:?}", w.index),
-            Err(e) => debug!("netfront: vif {}: the backend's state unread (errno {})", w.index, -e),
+            Err(e) if e == -(errno::EACCES) => break,
+            Ok(state) => {
+                rereads = 0;
+                debug!("netfront: vif {}: the backend is {state:?}", w.index);
+            }
+            // xenstore itself broke: nothing more will be heard.
+            Err(e) if e == -errno::EIO => {
+                warn!("netfront: vif {}: xenstore failed; the backend's going away will not be seen", w.index);
+                return;
+            }
+            Err(e) => {
+                debug!("netfront: vif {}: the backend's state unread (errno {}); reading again", w.index, -e);
+                rereads = if rereads >= REREADS { 0 } else { rereads + 1 };
+                crate::sched::sleep_until(deadline_in(REREAD_NS));
+            }
         }
     }
     backend_gone(&w);
@@ -1275,27 +1316,32 @@ extern "C" fn watcher_thread(arg: *mut u8) {
 /// The backend of the open `w` went away: the device fails every call from now on with
 /// [`NetError::Gone`] (ENETDOWN), its waiters and the stack's network thread are woken
 /// through its port, and the frontend says Closing and Closed so that the backend (and
-/// `xl network-detach`, which waits for it) can finish. The handshake is made under the
-/// device table's lock, so that a reopen of the vif cannot interleave with it. The pages stay
-/// granted until the device is closed; `grant::release` keeps any the backend still maps.
+/// `xl network-detach`, which waits for it) can finish. Only the first part holds the device
+/// table's lock: the handshake may take long with a backend that hangs, and other devices and
+/// the stack's loopback go on meanwhile; `close` of this device waits for it to end (the slot
+/// stays taken, so a reopen cannot interleave). The pages stay granted until the device is
+/// closed; `grant::release` keeps any the backend still maps.
 ///
 /// FIXME: a backend that comes back (InitWait after Closed) is not connected again; the
 /// program must close and open the device (the stack's vif stays down).
 fn backend_gone(w: &Watcher) {
-    let mut devices = DEVICES.lock();
-    let port = match devices.get_mut(w.index as usize) {
-        Some(Some(dev)) if dev.generation == w.generation && !dev.gone => {
-            dev.gone = true;
-            dev.tx_pending = None;
-            dev.port.0
+    let goodbye = {
+        let mut devices = DEVICES.lock();
+        let Some(Some(dev)) = devices.get_mut(w.index as usize) else { return };
+        if dev.generation != w.generation || dev.gone {
+            return;
         }
-        _ => return,
+        dev.gone = true;
+        dev.tx_pending = None;
+        dev.goodbye.store(GOODBYE_UNDER_WAY, core::sync::atomic::Ordering::Release);
+        let _ = evtchn::raise_local(dev.port.0);
+        dev.goodbye.clone()
     };
     error!("netfront: vif {}: the backend (domain {}) went away; the device is down (ENETDOWN)", w.index, w.backend_id);
-    let _ = evtchn::raise_local(port);
     let _ = xenstore::unwatch(w.watch, deadline_in(HANDSHAKE_NS));
     disconnect_path(&w.path, &w.backend, deadline_in(HANDSHAKE_NS));
-    drop(devices);
+    goodbye.store(GOODBYE_DONE, core::sync::atomic::Ordering::Release);
+    crate::sched::futex_wake(goodbye.as_ptr(), u32::MAX);
     debug!("netfront: vif {}: closed after its backend went away", w.index);
 }
 
@@ -1310,7 +1356,9 @@ fn wait(port: u32, seen: u32, deadline: u64) -> Result<(), NetError> {
 /// At the program's end (after what it sent was delivered): every open device says goodbye to
 /// its backend (Closing, then Closed), so that netback stops and unmaps the rings before the
 /// domain goes, as a driver does at a clean shutdown. Bounded by [`ENDING_DISCONNECT_NS`] in
-/// all; the devices stay in the table, down, for any thread still calling.
+/// all once the device table is free (an open's handshake holds it); the devices stay in the
+/// table, down, for any thread still calling. A device whose backend went away is left to its
+/// watcher.
 pub fn disconnect_all() {
     ENDED.store(true, core::sync::atomic::Ordering::Release);
     let start = crate::time::monotonic_ns();
@@ -1337,10 +1385,18 @@ pub fn disconnect_all() {
 /// Disconnects and frees the device; its pages go back once the backend has let go of them.
 /// A device whose backend went away was disconnected by its watcher already.
 pub fn close(index: u32) -> Result<(), NetError> {
-    let dev = {
+    // Waits for a goodbye under way: bounded by its unwatch and handshake, 10 s a step.
+    let wait_until = deadline_in(3 * HANDSHAKE_NS);
+    let dev = loop {
         let mut devices = DEVICES.lock();
-        slot(&mut devices, index)?;
-        devices[index as usize].take().ok_or(NetError::NotOpen)?
+        let dev = slot(&mut devices, index)?;
+        let word = dev.goodbye.clone();
+        if word.load(core::sync::atomic::Ordering::Acquire) != GOODBYE_UNDER_WAY || crate::time::monotonic_ns() >= wait_until {
+            break devices[index as usize].take().ok_or(NetError::NotOpen)?;
+        }
+        drop(devices);
+        // SAFETY: `word` is a live atomic u32 (held by this Arc).
+        unsafe { crate::sched::futex_wait(word.as_ptr(), GOODBYE_UNDER_WAY, wait_until) };
     };
     if let Some(watch) = dev.watch {
         let _ = xenstore::unwatch(watch, deadline_in(HANDSHAKE_NS));

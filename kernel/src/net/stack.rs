@@ -600,7 +600,7 @@ impl Net {
         let now = instant();
         let buf = vec![0; crate::net::rx_packet::MAX_RX_PACKET];
         let gso_limit = netfront::stack_gso_limit(0);
-        let mtu = netfront::mtu(0).unwrap_or(crate::net::ring::MAX_MTU);
+        let mtu = netfront::stack_mtu(0).unwrap_or(crate::net::ring::MAX_MTU);
         let frame_limit = usize::from(mtu) + 14;
         let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit, frame_limit, held: Held::default() };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -685,7 +685,7 @@ impl Net {
             changed |= vif.dev.broken;
         }
         changed |= self.dhcp_events();
-        self.reap_orphans(now_ns);
+        changed |= self.reap_orphans(now_ns);
         let mut next = self.lo.delay(now);
         // With every tx buffer in flight the vif can do nothing until a completion, whose
         // event netfront asked for: smoltcp's delay is then zero (it has segments ready), and
@@ -739,7 +739,10 @@ impl Net {
         true
     }
 
-    fn reap_orphans(&mut self, now: u64) {
+    /// Drops the closed connections that are done and aborts those past their time; returns
+    /// whether it did either (a lingering close waits for that).
+    fn reap_orphans(&mut self, now: u64) -> bool {
+        let mut reaped = false;
         let mut i = 0;
         while i < self.orphans.len() {
             let (at, h, until) = self.orphans[i];
@@ -749,13 +752,16 @@ impl Net {
             if done || now >= until.saturating_add(RST_GRACE_NS) {
                 self.set(at).remove(h);
                 self.orphans.swap_remove(i);
+                reaped = true;
             } else {
                 if now >= until && s.state() != tcp::State::Closed {
                     s.abort();
+                    reaped = true;
                 }
                 i += 1;
             }
         }
+        reaped
     }
 
     /// Whether the vif is down: its backend went away or broke the protocol. Its sockets then
@@ -1094,11 +1100,10 @@ pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
             Err(e) => return Step::Done(Err(e)),
         };
         let mut found = None;
+        // A down vif's pool still gives the connections that were established (their reads
+        // give what came, then ENETDOWN); it takes no new ones.
         let vif_down = net.vif_down();
         for (at, pool) in l.pools.iter_mut() {
-            if *at == VIF && vif_down {
-                continue;
-            }
             let Some((_, set)) = net.parts(*at) else { continue };
             if let Some(i) = pool.iter().position(|&sh| {
                 matches!(set.get::<tcp::Socket>(sh).state(), tcp::State::Established | tcp::State::CloseWait)
@@ -1571,7 +1576,7 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
         until,
         ENOENT,
         |net| {
-            if net.dns.is_some() || net.dhcp.is_none() { Step::Done(Ok(())) } else { Step::Wait }
+            if net.dns.is_some() || net.dhcp.is_none() || net.vif_down() { Step::Done(Ok(())) } else { Step::Wait }
         },
     );
     let query = with(|net| -> Result<(usize, SocketHandle, dns::QueryHandle), i32> {

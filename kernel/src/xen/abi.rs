@@ -323,6 +323,7 @@ pub mod errno {
     pub const EAGAIN: isize = 11;
     pub const ETIMEDOUT: isize = 110;
     pub const EIO: isize = 5;
+    pub const EACCES: isize = 13;
     pub const EBADF: isize = 9;
     pub const ENOMEM: isize = 12;
     pub const EINVAL: isize = 22;

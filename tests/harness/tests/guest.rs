@@ -46,7 +46,7 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("net_detach_raw", "net")
         .args(&["gone"])
         .log("info")
-        .xl(net::TWO_VIFS)
+        .xl(net::THREE_VIFS)
         .timeout(60)
         .driver(net::DETACH_RAW),
     DomUJob::bin("net_loopback", "sockets").args(&["loopback"]).timeout(60),

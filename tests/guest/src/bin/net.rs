@@ -3,9 +3,10 @@
 //!     net arp       sends ARP requests for 10.99.0.1 (from 10.99.0.2) every 500 ms until
 //!                   dom0 answers (at most 20 s), then prints the answer
 //!     net errors    what opening a missing or an open device, and odd frames, give
-//!     net gone      two vifs: a thread waits on vif 1 (no deadline) while dom0 detaches it
-//!                   (`xl network-detach`); prints what its calls then give, and that vif 0
-//!                   still gets dom0's ARP answer; exits with vif 0 open
+//!     net gone      three vifs: threads wait on vif 1 and 2 (no deadline) while dom0
+//!                   detaches vif 1 (`xl network-detach`) and removes vif 2's backend folder;
+//!                   prints what their calls then give, and that vif 0 still gets dom0's ARP
+//!                   answer; exits with vif 0 open
 
 #[cfg(target_os = "xen")]
 mod xen {
@@ -97,20 +98,29 @@ mod xen {
         println!("vif 1 frame of mtu + 14 bytes: {:?}", second.send(&frame).map_err(|e| e.kind()));
         frame.push(0);
         println!("vif 1 frame of mtu + 15 bytes: {:?}", second.send(&frame).map_err(|e| e.to_string()));
-        let waiter = std::thread::spawn(move || {
-            let mut buf = [0u8; MAX_FRAME];
-            let mut frames = 0;
-            loop {
-                match second.recv(&mut buf) {
-                    // The bridge's own traffic (IPv6 reports, ARP) may come first.
-                    Ok(_) => frames += 1,
-                    Err(e) => return (e, frames, second),
+        // vif 2's backend folder is removed outright (as when its driver domain dies).
+        let third = Device::open(2)?;
+        let wait_on = |device: Device| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; MAX_FRAME];
+                let mut frames = 0;
+                loop {
+                    match device.recv(&mut buf) {
+                        // The bridge's own traffic (IPv6 reports, ARP) may come first.
+                        Ok(_) => frames += 1,
+                        Err(e) => return (e, frames, device),
+                    }
                 }
-            }
-        });
-        println!("waiting on vif 1");
+            })
+        };
+        let waiter = wait_on(second);
+        let third_waiter = wait_on(third);
+        println!("waiting on vif 1 and vif 2");
         let (e, frames, second) = waiter.join().unwrap();
         println!("vif 1 recv after {frames} frames: {:?} ({e})", e.kind());
+        let (e, frames, third) = third_waiter.join().unwrap();
+        println!("vif 2 recv after {frames} frames: {:?} ({e})", e.kind());
+        drop(third);
         let frame = arp_request(second.mac(), OUR_IP, DOM0_IP);
         println!("vif 1 send: {:?}", second.send(&frame).map_err(|e| e.kind()));
         let mut buf = [0u8; 64];

@@ -98,8 +98,8 @@ fn device_errors_are_io_errors() {
 /// The xl line of a guest with one vif of MTU 1400.
 pub const VIF_MTU_1400: &[&str] = &["vif = ['bridge=xenbr0,mtu=1400']"];
 
-/// The xl line of a guest with two vifs on the bridge, the second with an MTU of 1400.
-pub const TWO_VIFS: &[&str] = &["vif = ['bridge=xenbr0', 'bridge=xenbr0,mtu=1400']"];
+/// The xl line of a guest with three vifs on the bridge, the second with an MTU of 1400.
+pub const THREE_VIFS: &[&str] = &["vif = ['bridge=xenbr0', 'bridge=xenbr0,mtu=1400', 'bridge=xenbr0']"];
 
 /// Runs `xl network-detach $DOMID DEVID` and prints its status, time and output, then how many
 /// vifs the domain has left. xl waits for the frontend to say Closed; a frontend that does not
@@ -119,18 +119,19 @@ echo \"vifs left: $(xl network-list $DOMID | tail -n +2 | wc -l)\"
     };
 }
 
-/// Detaches the `gone` guest's vif 1 while a thread of it waits there, then answers its ARP
-/// requests on vif 0.
+/// Detaches the `gone` guest's vif 1 while a thread of it waits there and removes vif 2's
+/// backend folder (as a driver domain's death would), then answers its ARP requests on vif 0.
 pub const DETACH_RAW: &str = concat!(
     "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
 ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
 ip link set xenbr0 up
 echo \"bridge $(cat /sys/class/net/xenbr0/address)\"
-wait_output 'waiting on vif 1' 30
+wait_output 'waiting on vif 1 and vif 2' 30
 sleep 1
 ",
     detach!("1"),
-    "wait_output 'arp reply from' 30
+    "xenstore-rm /local/domain/0/backend/vif/$DOMID/2 && echo 'vif 2 backend removed'
+wait_output 'arp reply from' 30
 "
 );
 
@@ -176,7 +177,8 @@ fn a_vif_detached_while_a_thread_waits_on_it_fails_its_calls_and_the_other_vif_w
     let (status, cs, output) = detach_report(&r.driver_output);
     assert_eq!(status, 0, "xl network-detach: {}", r.driver_output);
     assert!(output.is_empty(), "xl network-detach said: {output}");
-    assert!(r.driver_output.contains("vifs left: 1\n"), "{}", r.driver_output);
+    assert!(r.driver_output.contains("vifs left: 2\n"), "{}", r.driver_output);
+    assert!(r.driver_output.contains("vif 2 backend removed\n"), "{}", r.driver_output);
     eprintln!("xl network-detach took {cs} cs");
     for line in [
         "(NetworkDown)",
@@ -185,10 +187,16 @@ fn a_vif_detached_while_a_thread_waits_on_it_fails_its_calls_and_the_other_vif_w
     ] {
         assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
     }
-    assert!(r.stdout.lines().any(|l| l.starts_with("vif 1 recv after ") && l.contains(": NetworkDown (")), "{}", r.stdout);
+    for vif in ["vif 1", "vif 2"] {
+        let line = format!("{vif} recv after ");
+        assert!(r.stdout.lines().any(|l| l.starts_with(&line) && l.contains(": NetworkDown (")), "{}", r.stdout);
+    }
     let bridge = bridge_mac(&r.driver_output);
     assert!(r.stdout.contains(&format!("arp reply from {bridge}: 10.99.0.1 is at {bridge}")), "vif 0 no longer works:\n{}", r.stdout);
-    assert!(r.stderr.contains("the backend (domain 0) went away"), "the kernel's log says why: {}", r.stderr);
+    for vif in ["vif 1", "vif 2"] {
+        let line = format!("netfront: {vif}: the backend (domain 0) went away");
+        assert!(r.stderr.contains(&line), "the kernel's log says why: {}", r.stderr);
+    }
     // At the end the vif still open (vif 0) says goodbye to its backend.
     assert!(r.stderr.contains("netfront: 1 vif(s) disconnected at the end in "), "{}", r.stderr);
 }
