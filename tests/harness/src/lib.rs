@@ -29,6 +29,9 @@ pub fn toolchain() -> PathBuf {
 fn cargo_build(crate_dir: &Path, cargo: &Path, target: Option<&str>, target_dir: &Path) -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(crate_dir).args(["build", "--release", "--quiet", "--bins"]);
+    // The programs that test unstable std APIs (`tests/guest`'s feature `unstable`), built the
+    // same way for Linux and for Xen.
+    cmd.args(["--features", "unstable"]).env("RUSTC_BOOTSTRAP", "1");
     cmd.arg("--target-dir").arg(target_dir);
     if let Some(target) = target {
         cmd.args(["--target", target]);

@@ -188,6 +188,13 @@ wait_output 'woke up' 20
 echo 'saw the guest wake up'
 ";
 
+/// `TcpStream::set_linger` (unstable, `tcp_linger`): the value in whole seconds, a reset at a
+/// close with 0, a close that waits for the peer's acknowledgement, or for the time given.
+#[test]
+fn linger_behaves_as_on_linux() {
+    assert_same_as_linux("linger", Mode::Dom0, &[], &[]);
+}
+
 fn assert_same_as_linux(name: &str, mode: Mode, env: &[(&str, &str)], args: &[&str]) {
     let options: Vec<String> = env.iter().map(|(k, v)| format!("--env={k}={v}")).collect();
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
