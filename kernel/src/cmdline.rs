@@ -82,6 +82,12 @@ pub struct NetConfig {
     pub dns: Option<[u8; 4]>,
     /// `xen.ip6=ADDR/PREFIX`: a static IPv6 address besides the link-local one.
     pub ip6: Option<([u8; 16], u8)>,
+    /// `xen.ipN=A.B.C.D/PREFIX` for vif N (1 to 7; `xen.ip` is vif 0's): a static IPv4
+    /// address; without it, DHCPv4 on that vif.
+    pub vif_ips: [Option<([u8; 4], u8)>; 7],
+    /// `xen.vifs=N` (0 to 8): the stack drives vifs 0 to N-1 and leaves the others to the
+    /// program's raw frames; without it, every vif the domain has.
+    pub vifs: Option<u8>,
 }
 
 impl CmdLine {
@@ -98,7 +104,7 @@ impl CmdLine {
             seed: [0; 32],
             seed_len: 0,
             stdin_eof: false,
-            net: NetConfig { off: false, dhcp: false, ip: None, gw: None, dns: None, ip6: None },
+            net: NetConfig { off: false, dhcp: false, ip: None, gw: None, dns: None, ip6: None, vif_ips: [None; 7], vifs: None },
             profile_hz: 0,
             mounts: [Span { start: 0, len: 0 }; MAX_MOUNTS],
             mount_count: 0,
@@ -226,6 +232,21 @@ impl CmdLine {
             b"ip6" => {
                 self.net.ip6 = Some(
                     parse_cidr(value, 128, |t| t.parse::<core::net::Ipv6Addr>().ok().map(|a| a.octets()))
+                        .ok_or(Error::BadValue(offset))?,
+                )
+            }
+            [b'i', b'p', n @ b'1'..=b'7'] => {
+                self.net.vif_ips[usize::from(n - b'1')] = Some(
+                    parse_cidr(value, 32, |t| t.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets()))
+                        .ok_or(Error::BadValue(offset))?,
+                )
+            }
+            b"vifs" => {
+                self.net.vifs = Some(
+                    core::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse::<u8>().ok())
+                        .filter(|n| *n <= 8)
                         .ok_or(Error::BadValue(offset))?,
                 )
             }
@@ -441,7 +462,19 @@ mod tests {
         let d = parsed("xen.ip=10.0.0.2/8 xen.net=dhcp").unwrap();
         assert!(d.net.dhcp && !d.net.off);
         assert_eq!(parsed("").unwrap().net, NetConfig::default());
+        let e = parsed("xen.ip1=10.98.0.2/24 xen.ip7=10.97.0.2/16 xen.vifs=2").unwrap();
+        assert_eq!(e.net.vif_ips[0], Some(([10, 98, 0, 2], 24)));
+        assert_eq!(e.net.vif_ips[6], Some(([10, 97, 0, 2], 16)));
+        assert_eq!(e.net.vif_ips[1..6], [None; 5]);
+        assert_eq!(e.net.vifs, Some(2));
+        assert_eq!(parsed("xen.vifs=0").unwrap().net.vifs, Some(0));
+        assert_eq!(parsed("xen.ip8=10.0.0.1/8").err(), Some(Error::UnknownOption(0)));
+        assert_eq!(parsed("xen.ip0=10.0.0.1/8").err(), Some(Error::UnknownOption(0)));
         for bad in [
+            "xen.ip1=10.98.0.2",
+            "xen.vifs=9",
+            "xen.vifs=-1",
+            "xen.vifs=",
             "xen.ip=10.99.0.20",
             "xen.ip=10.99.0.20/33",
             "xen.ip=10.99.0/24",

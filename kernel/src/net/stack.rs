@@ -1,6 +1,6 @@
 //! The kernel's TCP/IP stack: smoltcp over a loopback interface (127.0.0.1, ::1) and the
-//! guest's first vif (netfront), with the sockets std's `TcpStream`, `TcpListener` and
-//! `UdpSocket` stand on (`docs/net.md`, `docs/abi.md` "Sockets").
+//! guest's vifs (netfront), with the sockets std's `TcpStream`, `TcpListener` and `UdpSocket`
+//! stand on (`docs/net.md`, `docs/abi.md` "Sockets").
 //!
 //! Design: one lock over the whole stack ([`NET`]) and one network thread. Every socket call
 //! takes the lock, does its part on the smoltcp socket, polls the interfaces (so a write
@@ -11,13 +11,15 @@
 //! and sees sockets change bumps it and wakes every waiter, which then looks again.
 //!
 //! Each interface has its own socket set: a socket lives on the interface its addresses
-//! belong to (a connection to 127.0.0.1 on loopback, any other on the vif), so a segment can
-//! never leave by the wrong interface. A listener or UDP socket bound to the unspecified
-//! address has a smoltcp socket on each interface.
+//! belong to (a connection to 127.0.0.1 on loopback, any other on the vif with the peer on
+//! one of its subnets, else on the first vif), so a segment can never leave by the wrong
+//! interface. A listener or UDP socket bound to the unspecified address has a smoltcp socket
+//! on each interface.
 //!
 //! The stack starts at the first socket call, not at boot: a program without sockets pays
-//! nothing. Starting opens vif 0 (unless `xen.net=off` or there is none) and configures it
-//! from the command line, or starts DHCPv4 in the background.
+//! nothing. Starting opens the vifs (vif 0 and on, unless `xen.net=off`; `xen.vifs=N` leaves
+//! those from N on to the program) and configures each from the command line, or starts
+//! DHCPv4 on it in the background.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -108,8 +110,10 @@ static NET_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 
 static NET: Mutex<Option<Net>> = Mutex::new(None);
 
+/// The interfaces: loopback, then vif N at `N + 1`.
 const LO: usize = 0;
-const VIF: usize = 1;
+/// The most vifs the stack drives (netfront's `device/vif/0` to `7`).
+const MAX_VIFS: usize = 8;
 
 /// A socket address as the ABI passes it (`docs/abi.md`, `XkSockAddr`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -504,9 +508,11 @@ struct Udp {
 
 struct Net {
     lo: Iface<Loopback>,
-    vif: Option<Iface<VifDev>>,
-    vif_port: u32,
-    dhcp: Option<SocketHandle>,
+    /// vif N at `vifs[N]` (interface `N + 1`): vifs 0 to the first that is missing, could
+    /// not open, or is left to the program (`xen.vifs`).
+    vifs: Vec<Iface<VifDev>>,
+    /// Each vif's DHCPv4 client (none with a static address).
+    dhcp: Vec<Option<SocketHandle>>,
     /// The DNS socket: (interface, socket); on loopback when the server is 127.x.
     dns: Option<(usize, SocketHandle)>,
     dns_server: Option<Ipv4Address>,
@@ -565,9 +571,8 @@ impl Net {
         });
         let mut net = Net {
             lo: Iface { iface: lo_if, dev: lo_dev, set: SocketSet::new(Vec::new()), sent_digest: 0 },
-            vif: None,
-            vif_port: 0,
-            dhcp: None,
+            vifs: Vec::new(),
+            dhcp: Vec::new(),
             dns: None,
             dns_server: None,
             socks: Vec::new(),
@@ -587,70 +592,97 @@ impl Net {
         if cfg.off {
             info!("net: xen.net=off: loopback only");
         } else {
-            match netfront::open_for_stack(0) {
-                Ok((mac, port)) => net.vif_up(mac, port, &cfg),
-                Err(netfront::NetError::NoDevice) => info!("net: no vif: loopback only"),
-                Err(e) => error!("net: vif 0 did not open ({e:?}): loopback only"),
+            let count = cfg.vifs.map_or(MAX_VIFS, usize::from).min(MAX_VIFS);
+            for n in 0..count {
+                match netfront::open_for_stack(n as u32) {
+                    Ok((mac, port)) => net.vif_up(n, mac, port, &cfg),
+                    Err(netfront::NetError::NoDevice) => break,
+                    Err(e) => {
+                        error!("net: vif {n} did not open ({e:?}): the stack uses vifs 0 to {} only", n as isize - 1);
+                        break;
+                    }
+                }
+            }
+            if net.vifs.is_empty() {
+                info!("net: no vif: loopback only");
+            }
+            if let Some(server) = cfg.dns.map(Ipv4Address::from)
+                && !server.is_loopback()
+                && let Ok(at) = net.route(&IpAddress::Ipv4(server))
+            {
+                net.dns_server = Some(server);
+                net.dns = Some((at, net.set(at).add(dns_socket(server))));
             }
         }
         net
     }
 
-    fn vif_up(&mut self, mac: [u8; 6], port: u32, cfg: &crate::cmdline::NetConfig) {
+    /// Brings vif `n` (open for the stack) up as interface `n + 1`: vif 0 with `xen.ip`,
+    /// `xen.gw` and `xen.ip6`, vif N with `xen.ipN`; DHCPv4 where no address is given.
+    fn vif_up(&mut self, n: usize, mac: [u8; 6], port: u32, cfg: &crate::cmdline::NetConfig) {
         let now = instant();
         let buf = vec![0; crate::net::rx_packet::MAX_RX_PACKET];
-        let gso_limit = netfront::stack_gso_limit(0);
-        let mtu = netfront::stack_mtu(0).unwrap_or(crate::net::ring::MAX_MTU);
+        let index = n as u32;
+        let gso_limit = netfront::stack_gso_limit(index);
+        let mtu = netfront::stack_mtu(index).unwrap_or(crate::net::ring::MAX_MTU);
         let frame_limit = usize::from(mtu) + 14;
-        let mut dev = VifDev { index: 0, buf, broken: false, tx_full: false, gso_limit, frame_limit, held: Held::default() };
+        let mut dev = VifDev { index, buf, broken: false, tx_full: false, gso_limit, frame_limit, held: Held::default() };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut dev, now);
         let ll = link_local(mac);
-        let static_ip = if cfg.dhcp { None } else { cfg.ip };
+        let (static_ip, gw, ip6) = match n {
+            0 => (if cfg.dhcp { None } else { cfg.ip }, cfg.gw, cfg.ip6),
+            _ => (cfg.vif_ips.get(n - 1).copied().flatten(), None, None),
+        };
         iface.update_ip_addrs(|addrs| {
             if let Some((a, p)) = static_ip {
                 let _ = addrs.push(IpCidr::new(IpAddress::v4(a[0], a[1], a[2], a[3]), p));
             }
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(ll), 64));
-            if let Some((a, p)) = cfg.ip6 {
+            if let Some((a, p)) = ip6 {
                 let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(Ipv6Address::from(a)), p));
             }
         });
-        if let (Some(g), Some(_)) = (cfg.gw, static_ip) {
+        if let (Some(g), Some(_)) = (gw, static_ip) {
             let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(g));
         }
         let mut set = SocketSet::new(Vec::new());
+        let mut dhcp_handle = None;
         if static_ip.is_none() {
             let mut dhcp = dhcpv4::Socket::new();
             // A DISCOVER sent before the server listens is tried again soon, not after 10 s.
             let mut retry = dhcp.get_retry_config();
             retry.discover_timeout = Duration::from_secs(1);
             dhcp.set_retry_config(retry);
-            self.dhcp = Some(set.add(dhcp));
-            info!("net: vif 0: asking DHCPv4");
+            dhcp_handle = Some(set.add(dhcp));
+            info!("net: vif {n}: asking DHCPv4");
         } else {
-            info!("net: vif 0: static {:?}, gateway {:?}", iface.ip_addrs(), cfg.gw);
+            info!("net: vif {n}: static {:?}, gateway {:?}", iface.ip_addrs(), gw);
         }
-        info!("net: vif 0: link-local {ll}");
-        if let Some(server) = cfg.dns.map(Ipv4Address::from)
-            && !server.is_loopback()
-        {
-            self.dns_server = Some(server);
-            self.dns = Some((VIF, set.add(dns_socket(server))));
-        }
-        self.vif = Some(Iface { iface, dev, set, sent_digest: 0 });
-        self.vif_port = port;
+        info!("net: vif {n}: link-local {ll}");
+        self.vifs.push(Iface { iface, dev, set, sent_digest: 0 });
+        self.dhcp.push(dhcp_handle);
         if let Err(e) = crate::xen::evtchn::set_handler(port, netfront_event) {
-            error!("net: vif 0: event channel {port}: {e}");
+            error!("net: vif {n}: event channel {port}: {e}");
         }
+    }
+
+    /// Vif `at - 1`, for interface `at` (none for loopback).
+    fn vif(&self, at: usize) -> Option<&Iface<VifDev>> {
+        at.checked_sub(1).and_then(|n| self.vifs.get(n))
+    }
+
+    /// The interfaces of the vifs that are up.
+    fn vifs_up(&self) -> impl Iterator<Item = usize> + '_ {
+        self.vifs.iter().enumerate().filter(|(_, v)| !v.dev.broken).map(|(n, _)| n + 1)
     }
 
     fn parts(&mut self, at: usize) -> Option<(&mut Interface, &mut SocketSet<'static>)> {
         if at == LO {
             Some((&mut self.lo.iface, &mut self.lo.set))
         } else {
-            self.vif.as_mut().map(|v| (&mut v.iface, &mut v.set))
+            self.vifs.get_mut(at - 1).map(|v| (&mut v.iface, &mut v.set))
         }
     }
 
@@ -669,16 +701,19 @@ impl Net {
         let now_ns = now_ns();
         let now = Instant::from_micros((now_ns / 1000) as i64);
         let (mut changed, mut busy) = self.lo.poll(LO, &mut self.socks, now);
-        let mut held = None;
+        let mut held: Option<u64> = None;
         // A vif that is down (its backend went away, or broke the protocol) is not polled: its
         // sockets' timers would wake the network thread for sends that cannot go.
-        if let Some(vif) = self.vif.as_mut()
-            && !vif.dev.broken
-        {
+        for (n, vif) in self.vifs.iter_mut().enumerate() {
+            if vif.dev.broken {
+                continue;
+            }
             vif.dev.tx_full = false;
-            let (c, b) = vif.poll(VIF, &mut self.socks, now);
+            let (c, b) = vif.poll(n + 1, &mut self.socks, now);
             // The segments of this poll that netfront coalesced go out now, or by `held`.
-            held = netfront::stack_flush(vif.dev.index, now_ns);
+            if let Some(h) = netfront::stack_flush(vif.dev.index, now_ns) {
+                held = Some(held.map_or(h, |e| e.min(h)));
+            }
             changed |= c;
             busy |= b;
             // Went down in this poll: every waiter on the vif's sockets looks again and fails.
@@ -691,12 +726,10 @@ impl Net {
         // event netfront asked for: smoltcp's delay is then zero (it has segments ready), and
         // polling again at once spun the network thread, taking the one CPU from the backend
         // that was to complete them (6 polls a segment in a bulk send).
-        if let Some(vif) = self.vif.as_mut()
-            && !vif.dev.tx_full
-            && !vif.dev.broken
-            && let Some(d) = vif.delay(now)
-        {
-            next = Some(next.map_or(d, |n| n.min(d)));
+        for vif in self.vifs.iter_mut().filter(|v| !v.dev.tx_full && !v.dev.broken) {
+            if let Some(d) = vif.delay(now) {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
         }
         if busy {
             next = Some(Duration::ZERO);
@@ -705,8 +738,18 @@ impl Net {
         (changed, next.into_iter().chain(held).min())
     }
 
+    /// Takes each vif's DHCPv4 news; returns whether an address came or went.
     fn dhcp_events(&mut self) -> bool {
-        let (Some(h), Some(vif)) = (self.dhcp, self.vif.as_mut()) else { return false };
+        let mut changed = false;
+        for n in 0..self.vifs.len() {
+            changed |= self.dhcp_event(n);
+        }
+        changed
+    }
+
+    fn dhcp_event(&mut self, n: usize) -> bool {
+        let at = n + 1;
+        let (Some(Some(h)), Some(vif)) = (self.dhcp.get(n).copied(), self.vifs.get_mut(n)) else { return false };
         let event = match vif.set.get_mut::<dhcpv4::Socket>(h).poll() {
             None => return false,
             Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router, c.dns_servers.first().copied())),
@@ -717,24 +760,32 @@ impl Net {
         iface.routes_mut().remove_default_ipv4_route();
         match event {
             Some((address, router, dns)) => {
-                info!("net: vif 0: DHCPv4 gave {address}, router {router:?}, dns {dns:?}");
+                info!("net: vif {n}: DHCPv4 gave {address}, router {router:?}, dns {dns:?}");
                 iface.update_ip_addrs(|addrs| {
                     let _ = addrs.insert(0, IpCidr::Ipv4(address));
                 });
                 if let Some(r) = router {
                     let _ = iface.routes_mut().add_default_ipv4_route(r);
                 }
+                // The first vif whose lease names a DNS server gives the resolver's (unless
+                // `xen.dns` did); its later leases update it.
                 if crate::boot::cmdline().net.dns.is_none()
                     && let Some(d) = dns
                 {
-                    self.dns_server = Some(d);
                     match self.dns {
-                        Some((VIF, h)) => vif.set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(d)]),
-                        _ => self.dns = Some((VIF, vif.set.add(dns_socket(d)))),
+                        Some((a, h)) if a == at => {
+                            self.dns_server = Some(d);
+                            vif.set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(d)]);
+                        }
+                        None => {
+                            self.dns_server = Some(d);
+                            self.dns = Some((at, vif.set.add(dns_socket(d))));
+                        }
+                        Some(_) => {}
                     }
                 }
             }
-            None => info!("net: vif 0: DHCPv4 lease lost"),
+            None => info!("net: vif {n}: DHCPv4 lease lost"),
         }
         true
     }
@@ -746,7 +797,7 @@ impl Net {
         let mut i = 0;
         while i < self.orphans.len() {
             let (at, h, until) = self.orphans[i];
-            let down = at == VIF && self.vif_down();
+            let down = self.down(at);
             let s = self.tcp(at, h);
             let done = down || gone(s) || s.state() == tcp::State::TimeWait;
             if done || now >= until.saturating_add(RST_GRACE_NS) {
@@ -767,35 +818,45 @@ impl Net {
     /// Whether the vif is down: its backend went away or broke the protocol. Its sockets then
     /// fail with ENETDOWN (after what they had received is read), as Linux's do on an interface
     /// that went away, instead of waiting for segments that can never come.
-    fn vif_down(&self) -> bool {
-        self.vif.as_ref().is_some_and(|v| v.dev.broken)
+    fn down(&self, at: usize) -> bool {
+        self.vif(at).is_some_and(|v| v.dev.broken)
     }
 
-    /// Whether every one of `socks`' interfaces is the vif, and it is down.
+    /// Whether every one of these interfaces (at least one) is a vif that is down.
     fn all_down(&self, ats: impl IntoIterator<Item = usize>) -> bool {
-        self.vif_down() && ats.into_iter().all(|at| at == VIF)
+        let mut any = false;
+        for at in ats {
+            if !self.down(at) {
+                return false;
+            }
+            any = true;
+        }
+        any
     }
 
-    fn has_v4(&self) -> bool {
-        self.vif.as_ref().is_some_and(|v| v.iface.ipv4_addr().is_some())
+    /// Whether interface `at` has an IPv4 address (DHCP may still be under way).
+    fn has_v4(&self, at: usize) -> bool {
+        self.vif(at).is_some_and(|v| v.iface.ipv4_addr().is_some())
     }
 
-    /// The interface a connection to `remote` goes through; with the vif down, none but
-    /// loopback (ENETUNREACH, as Linux with no route once the interface is gone).
+    /// The interface a connection to `remote` goes through: loopback for its addresses, the
+    /// first vif up with `remote` on one of its subnets, else the first vif up (vif 0 unless it
+    /// is down: off-link traffic goes by its gateway). With no vif up, ENETUNREACH, as Linux
+    /// with no route once the interfaces are gone.
     fn route(&self, remote: &IpAddress) -> Result<usize, i32> {
         if is_loopback(remote) {
-            Ok(LO)
-        } else if self.vif.is_some() && !self.vif_down() {
-            Ok(VIF)
-        } else {
-            Err(ENETUNREACH)
+            return Ok(LO);
         }
+        let on_link = self.vifs_up().find(|&at| {
+            self.vif(at).is_some_and(|v| v.iface.ip_addrs().iter().any(|cidr| cidr.contains_addr(remote)))
+        });
+        on_link.or_else(|| self.vifs_up().next()).ok_or(ENETUNREACH)
     }
 
     /// The interfaces a socket bound to `addr` lives on.
     fn bind_ifaces(&self, addr: Option<IpAddress>) -> Result<Vec<usize>, i32> {
         match addr {
-            None => Ok(if self.vif.is_some() && !self.vif_down() { vec![LO, VIF] } else { vec![LO] }),
+            None => Ok(core::iter::once(LO).chain(self.vifs_up()).collect()),
             Some(a) if is_loopback(&a) => {
                 if self.lo.iface.has_ip_addr(a) {
                     Ok(vec![LO])
@@ -803,9 +864,9 @@ impl Net {
                     Err(EADDRNOTAVAIL)
                 }
             }
-            Some(a) => match &self.vif {
-                Some(v) if v.iface.has_ip_addr(a) && !v.dev.broken => Ok(vec![VIF]),
-                _ => Err(EADDRNOTAVAIL),
+            Some(a) => match self.vifs_up().find(|&at| self.vif(at).is_some_and(|v| v.iface.has_ip_addr(a))) {
+                Some(at) => Ok(vec![at]),
+                None => Err(EADDRNOTAVAIL),
             },
         }
     }
@@ -1012,13 +1073,13 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
         return Err(ECONNREFUSED);
     }
     let at = with(|net| net.route(&addr))?;
-    if at == VIF && matches!(addr, IpAddress::Ipv4(_)) {
+    if at != LO && matches!(addr, IpAddress::Ipv4(_)) {
         // DHCP may still be under way.
         let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
         let r = block(until, ENETUNREACH, |net| {
-            if net.vif_down() {
+            if net.down(at) {
                 Step::Done(Err(ENETDOWN))
-            } else if net.has_v4() {
+            } else if net.has_v4(at) {
                 Step::Done(Ok(()))
             } else {
                 Step::Wait
@@ -1045,7 +1106,7 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
     })?;
     let r = block(deadline, ETIMEDOUT, |net| {
         let Ok((at, sh)) = tcp_of(net, h as u64) else { return Step::Done(Err(EBADF)) };
-        let down = at == VIF && net.vif_down();
+        let down = net.down(at);
         match net.tcp(at, sh).state() {
             tcp::State::SynSent | tcp::State::SynReceived if down => Step::Done(Err(ENETDOWN)),
             tcp::State::SynSent | tcp::State::SynReceived => Step::Wait,
@@ -1102,7 +1163,6 @@ pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
         let mut found = None;
         // A down vif's pool still gives the connections that were established (their reads
         // give what came, then ENETDOWN); it takes no new ones.
-        let vif_down = net.vif_down();
         for (at, pool) in l.pools.iter_mut() {
             let Some((_, set)) = net.parts(*at) else { continue };
             if let Some(i) = pool.iter().position(|&sh| {
@@ -1113,7 +1173,7 @@ pub fn tcp_accept(h: u64, deadline: u64) -> Result<(i64, XkSockAddr), i32> {
             }
         }
         for (at, pool) in l.pools.iter_mut() {
-            if *at == VIF && vif_down {
+            if net.down(*at) {
                 continue;
             }
             if let Some((_, set)) = net.parts(*at) {
@@ -1154,7 +1214,7 @@ pub fn tcp_recv(h: u64, buf: &mut [u8], peek: bool, deadline: u64) -> Result<usi
         if shut_read || buf.is_empty() {
             return Step::Done(Ok(0));
         }
-        let down = at == VIF && net.vif_down();
+        let down = net.down(at);
         let s = net.tcp(at, sh);
         let r = if peek { s.peek_slice(buf) } else { s.recv_slice(buf) };
         match r {
@@ -1192,7 +1252,7 @@ pub fn tcp_send(h: u64, data: &[u8], deadline: u64) -> Result<usize, i32> {
         if reset {
             return Step::Done(Err(EPIPE));
         }
-        if at == VIF && net.vif_down() {
+        if net.down(at) {
             return Step::Done(Err(ENETDOWN));
         }
         let s = net.tcp(at, sh);
@@ -1312,7 +1372,7 @@ pub fn close(h: u64, abort: bool) -> i32 {
                 // The orphan is dropped once it is done (or given up).
                 let kept = net.orphans.iter().any(|&(a, o, _)| a == at && o == sh);
                 let done = !kept
-                    || (at == VIF && net.vif_down())
+                    || net.down(at)
                     || matches!(net.tcp(at, sh).state(), tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed);
                 if done { Step::Done(Ok(())) } else { Step::Wait }
             });
@@ -1508,7 +1568,7 @@ pub fn udp_send(h: u64, data: &[u8], to: Option<&XkSockAddr>, deadline: u64) -> 
             Ok(at) => at,
             Err(e) => return Step::Done(Err(e)),
         };
-        if at == VIF && matches!(dest.addr, IpAddress::Ipv4(_)) && !net.has_v4() {
+        if at != LO && matches!(dest.addr, IpAddress::Ipv4(_)) && !net.has_v4(at) {
             return Step::Done(Err(ENETUNREACH));
         }
         let Some(&(_, sh)) = socks.iter().find(|(a, _)| *a == at) else { return Step::Done(Err(ENETUNREACH)) };
@@ -1576,7 +1636,9 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
         until,
         ENOENT,
         |net| {
-            if net.dns.is_some() || net.dhcp.is_none() || net.vif_down() { Step::Done(Ok(())) } else { Step::Wait }
+            // Some vif still asks DHCP and is up.
+            let asking = net.dhcp.iter().enumerate().any(|(n, d)| d.is_some() && !net.down(n + 1));
+            if net.dns.is_some() || !asking { Step::Done(Ok(())) } else { Step::Wait }
         },
     );
     let query = with(|net| -> Result<(usize, SocketHandle, dns::QueryHandle), i32> {
@@ -1593,7 +1655,7 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
     })?;
     let (at, dh, query) = query;
     let r = block(deadline, ETIMEDOUT, |net| {
-        if at == VIF && net.vif_down() {
+        if net.down(at) {
             return Step::Done(Err(ENETDOWN));
         }
         match net.set(at).get_mut::<dns::Socket>(dh).get_query_result(query) {
@@ -1695,24 +1757,22 @@ pub fn wait_delivered() {
 }
 
 impl Net {
-    /// What on the vif is not yet delivered: connections whose FIN (or data before it) is
-    /// not acknowledged, UDP sockets with datagrams queued, tx buffers in flight.
+    /// What on the vifs (up) is not yet delivered: connections whose FIN (or data before it)
+    /// is not acknowledged, UDP sockets with datagrams queued, tx buffers in flight.
     fn undelivered(&mut self) -> usize {
-        let Some(vif) = self.vif.as_mut() else { return 0 };
-        if vif.dev.broken {
-            return 0;
-        }
         let mut left = 0;
-        for (_, socket) in vif.set.iter() {
-            left += match socket {
-                smoltcp::socket::Socket::Tcp(t) => {
-                    (rst_pending(t) || matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck))
-                        as usize
-                }
-                smoltcp::socket::Socket::Udp(u) => (u.send_queue() > 0) as usize,
-                _ => 0,
-            };
+        for vif in self.vifs.iter().filter(|v| !v.dev.broken) {
+            for (_, socket) in vif.set.iter() {
+                left += match socket {
+                    smoltcp::socket::Socket::Tcp(t) => (rst_pending(t)
+                        || matches!(t.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck))
+                        as usize,
+                    smoltcp::socket::Socket::Udp(u) => (u.send_queue() > 0) as usize,
+                    _ => 0,
+                };
+            }
+            left += netfront::stack_tx_in_flight(vif.dev.index) as usize;
         }
-        left + netfront::stack_tx_in_flight(vif.dev.index) as usize
+        left
     }
 }

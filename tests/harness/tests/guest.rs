@@ -50,6 +50,13 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .timeout(60)
         .driver(net::DETACH_RAW),
     DomUJob::bin("net_loopback", "sockets").args(&["loopback"]).timeout(60),
+    DomUJob::bin("net_two_vifs", "sockets")
+        .args(&["two_vifs", "8092", "10.99.0.1:7003", "10.98.0.1:7004"])
+        .kernel_args(&["xen.ip=10.99.0.28/24", "xen.ip1=10.98.0.28/24"])
+        .log("info")
+        .xl(net::TWO_VIFS)
+        .timeout(60)
+        .driver(net::TWO_SUBNETS),
     DomUJob::bin("net_detach_stack", "sockets")
         .args(&["vif_gone", "10.99.0.27", "8090"])
         .kernel_args(&["xen.ip=10.99.0.27/24", "xen.gw=10.99.0.1"])

@@ -18,6 +18,10 @@
 //!     sockets resolve NAME PORT UNKNOWN  resolves NAME through the DNS server DHCP named
 //!                               (dom0's dnsmasq), then `client` to the address it got on PORT;
 //!                               UNKNOWN is a name that server does not know
+//!     sockets two_vifs PORT DOM0 DOM0     (Xen, two vifs on two subnets) connects to a dom0
+//!                               server on each subnet (ADDR:PORT each) and prints the address
+//!                               each connection went from, then takes two connections on
+//!                               0.0.0.0:PORT and prints the address each came to
 //!     sockets vif_gone ADDR PORT  (Xen) with ADDR the vif's static address: takes dom0's
 //!                               connection on 0.0.0.0:PORT, then while threads wait on it,
 //!                               on a listener and a UDP socket bound to ADDR, dom0 detaches
@@ -477,6 +481,32 @@ fn vif_gone(addr: Ipv4Addr, port: u16) {
     println!("loopback through 0.0.0.0:{port}: {}", String::from_utf8_lossy(&got));
 }
 
+fn two_vifs(port: u16, servers: &[String]) {
+    let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    for server in servers {
+        let mut s = TcpStream::connect(server.as_str()).unwrap();
+        s.write_all(b"hello\n").unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 64];
+        while !got.ends_with('\n') {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        println!("to {server} from {}: {:?}", s.local_addr().unwrap().ip(), got.trim_end());
+    }
+    println!("listening on 0.0.0.0:{port}");
+    for _ in 0..2 {
+        let (mut s, peer) = listener.accept().unwrap();
+        let mut line = [0u8; 3];
+        s.read_exact(&mut line).unwrap();
+        s.write_all(b"bye\n").unwrap();
+        println!("accepted on {} from {}: {:?}", s.local_addr().unwrap().ip(), peer.ip(), String::from_utf8_lossy(&line));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -494,9 +524,10 @@ fn main() {
         Some("static") => static_config(&args[2]),
         Some("resolve") => resolve(&args[2], args[3].parse().unwrap(), &args[4]),
         Some("vif_gone") => vif_gone(args[2].parse().unwrap(), args[3].parse().unwrap()),
+        Some("two_vifs") => two_vifs(args[2].parse().unwrap(), &args[3..]),
         _ => {
             eprintln!(
-                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN|vif_gone ADDR PORT"
+                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN|vif_gone ADDR PORT|two_vifs PORT ADDR..."
             );
             std::process::exit(2);
         }

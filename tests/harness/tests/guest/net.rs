@@ -98,6 +98,56 @@ fn device_errors_are_io_errors() {
 /// The xl line of a guest with one vif of MTU 1400.
 pub const VIF_MTU_1400: &[&str] = &["vif = ['bridge=xenbr0,mtu=1400']"];
 
+/// The xl line of a guest with two vifs on the bridge.
+pub const TWO_VIFS: &[&str] = &["vif = ['bridge=xenbr0', 'bridge=xenbr0']"];
+
+/// Gives the bridge an address on two subnets (10.99.0.1/24 and 10.98.0.1/24), answers the
+/// `two_vifs` guest's connection on each, connects to it at its address on each, and reports
+/// how many packets dom0's end of each of the guest's vifs took from it (while the guest still
+/// runs: the counters go with the connection).
+pub const TWO_SUBNETS: &str = "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
+ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
+ip addr add 10.98.0.1/24 dev xenbr0 2>/dev/null || true
+ip link set xenbr0 up
+printf '#!/bin/sh\nread line\necho \"dom0 got: $line\"\n' > /tmp/reply-$JOB.sh
+chmod +x /tmp/reply-$JOB.sh
+nc -l -p 7003 -e /tmp/reply-$JOB.sh &
+nc -l -p 7004 -e /tmp/reply-$JOB.sh &
+wait_output 'listening on 0.0.0.0:8092' 60
+echo \"from 10.99.0.28: $(echo hi | nc 10.99.0.28 8092)\"
+echo \"vif 0 rx_packets $(cat /sys/class/net/vif$DOMID.0/statistics/rx_packets)\"
+echo \"vif 1 rx_packets $(cat /sys/class/net/vif$DOMID.1/statistics/rx_packets)\"
+echo \"from 10.98.0.28: $(echo hi | nc 10.98.0.28 8092)\"
+";
+
+#[test]
+fn std_net_uses_two_vifs_on_two_subnets() {
+    let r = DOMU.result("net_two_vifs");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    for line in [
+        "to 10.99.0.1:7003 from 10.99.0.28: \"dom0 got: hello\"\n",
+        "to 10.98.0.1:7004 from 10.98.0.28: \"dom0 got: hello\"\n",
+        "accepted on 10.99.0.28 from 10.99.0.1: \"hi\\n\"\n",
+        "accepted on 10.98.0.28 from 10.98.0.1: \"hi\\n\"\n",
+    ] {
+        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
+    }
+    for line in ["from 10.99.0.28: bye\n", "from 10.98.0.28: bye\n"] {
+        assert!(r.driver_output.contains(line), "{line:?} missing from:\n{}", r.driver_output);
+    }
+    // Each subnet's traffic left by its own vif: each of dom0's ends took packets.
+    for vif in ["vif 0", "vif 1"] {
+        let count: u64 = r
+            .driver_output
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{vif} rx_packets ")))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("the driver's counter");
+        assert!(count >= 5, "{vif}: {count} packets from the guest\n{}", r.driver_output);
+    }
+    assert!(r.stderr.contains("net: vif 1: static [Ipv4(Cidr { address: 10.98.0.28, prefix_len: 24 })"), "{}", r.stderr);
+}
+
 /// The xl line of a guest with three vifs on the bridge, the second with an MTU of 1400.
 pub const THREE_VIFS: &[&str] = &["vif = ['bridge=xenbr0', 'bridge=xenbr0,mtu=1400', 'bridge=xenbr0']"];
 
