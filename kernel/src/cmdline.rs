@@ -82,7 +82,7 @@ pub struct NetConfig {
     pub dns: Option<[u8; 4]>,
     /// `xen.ip6=ADDR/PREFIX`: a static IPv6 address besides the link-local one.
     pub ip6: Option<([u8; 16], u8)>,
-    /// `xen.ipN=A.B.C.D/PREFIX` for vif N (1 to 7; `xen.ip` is vif 0's): a static IPv4
+    /// `xen.vifN.ip=A.B.C.D/PREFIX` for vif N (1 to 7; `xen.ip` is vif 0's): a static IPv4
     /// address; without it, DHCPv4 on that vif.
     pub vif_ips: [Option<([u8; 4], u8)>; 7],
     /// `xen.vifs=N` (0 to 8): the stack drives vifs 0 to N-1 and leaves the others to the
@@ -235,7 +235,7 @@ impl CmdLine {
                         .ok_or(Error::BadValue(offset))?,
                 )
             }
-            [b'i', b'p', n @ b'1'..=b'7'] => {
+            [b'v', b'i', b'f', n @ b'1'..=b'7', b'.', b'i', b'p'] => {
                 self.net.vif_ips[usize::from(n - b'1')] = Some(
                     parse_cidr(value, 32, |t| t.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets()))
                         .ok_or(Error::BadValue(offset))?,
@@ -462,16 +462,19 @@ mod tests {
         let d = parsed("xen.ip=10.0.0.2/8 xen.net=dhcp").unwrap();
         assert!(d.net.dhcp && !d.net.off);
         assert_eq!(parsed("").unwrap().net, NetConfig::default());
-        let e = parsed("xen.ip1=10.98.0.2/24 xen.ip7=10.97.0.2/16 xen.vifs=2").unwrap();
+        let e = parsed("xen.vif1.ip=10.98.0.2/24 xen.vif7.ip=10.97.0.2/16 xen.vifs=2 xen.ip6=fd00::2/64").unwrap();
         assert_eq!(e.net.vif_ips[0], Some(([10, 98, 0, 2], 24)));
         assert_eq!(e.net.vif_ips[6], Some(([10, 97, 0, 2], 16)));
         assert_eq!(e.net.vif_ips[1..6], [None; 5]);
         assert_eq!(e.net.vifs, Some(2));
         assert_eq!(parsed("xen.vifs=0").unwrap().net.vifs, Some(0));
-        assert_eq!(parsed("xen.ip8=10.0.0.1/8").err(), Some(Error::UnknownOption(0)));
-        assert_eq!(parsed("xen.ip0=10.0.0.1/8").err(), Some(Error::UnknownOption(0)));
+        // `xen.ip6` stays vif 0's IPv6 address.
+        assert!(e.net.ip6.is_some());
+        for unknown in ["xen.vif8.ip=10.0.0.1/8", "xen.vif0.ip=10.0.0.1/8", "xen.ip1=10.0.0.1/8", "xen.vif1.gw=10.0.0.1"] {
+            assert_eq!(parsed(unknown).err(), Some(Error::UnknownOption(0)), "{unknown}");
+        }
         for bad in [
-            "xen.ip1=10.98.0.2",
+            "xen.vif1.ip=10.98.0.2",
             "xen.vifs=9",
             "xen.vifs=-1",
             "xen.vifs=",

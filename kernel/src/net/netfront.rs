@@ -280,6 +280,8 @@ pub struct Netfront {
     generation: u64,
     /// The xenstore watch on the backend's state (`watch_backend`), ended at close.
     watch: Option<u64>,
+    /// `close` is saying goodbye: the slot stays taken until it is done.
+    closing: bool,
     /// Where the watcher's goodbye to a backend that went away stands ([`GOODBYE_NONE`],
     /// [`GOODBYE_UNDER_WAY`], [`GOODBYE_DONE`]); a futex word, so that `close` waits for it.
     goodbye: alloc::sync::Arc<AtomicU32>,
@@ -415,6 +417,7 @@ impl Netfront {
             gone: false,
             generation: NEXT_GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             watch: None,
+            closing: false,
             goodbye: alloc::sync::Arc::new(AtomicU32::new(GOODBYE_NONE)),
             stack,
             port,
@@ -1387,23 +1390,34 @@ pub fn disconnect_all() {
 pub fn close(index: u32) -> Result<(), NetError> {
     // Waits for a goodbye under way: bounded by its unwatch and handshake, 10 s a step.
     let wait_until = deadline_in(3 * HANDSHAKE_NS);
-    let dev = loop {
+    let (watch, path, backend, said) = loop {
         let mut devices = DEVICES.lock();
         let dev = slot(&mut devices, index)?;
+        if dev.closing {
+            return Err(NetError::NotOpen);
+        }
         let word = dev.goodbye.clone();
         if word.load(core::sync::atomic::Ordering::Acquire) != GOODBYE_UNDER_WAY || crate::time::monotonic_ns() >= wait_until {
-            break devices[index as usize].take().ok_or(NetError::NotOpen)?;
+            // The device keeps its slot, down, through the goodbye below, so that an open of
+            // the vif meanwhile is refused (Busy) instead of racing it in xenstore.
+            let said = dev.gone;
+            dev.gone = true;
+            dev.closing = true;
+            dev.tx_pending = None;
+            break (dev.watch.take(), dev.path.clone(), dev.backend.clone(), said);
         }
         drop(devices);
         // SAFETY: `word` is a live atomic u32 (held by this Arc).
         unsafe { crate::sched::futex_wait(word.as_ptr(), GOODBYE_UNDER_WAY, wait_until) };
     };
-    if let Some(watch) = dev.watch {
+    if let Some(watch) = watch {
         let _ = xenstore::unwatch(watch, deadline_in(HANDSHAKE_NS));
     }
-    if !dev.gone {
-        dev.disconnect(deadline_in(HANDSHAKE_NS));
+    // A device whose backend went away had its goodbye said by its watcher (or at the end).
+    if !said {
+        disconnect_path(&path, &backend, deadline_in(HANDSHAKE_NS));
     }
+    let dev = DEVICES.lock()[index as usize].take();
     debug!("netfront: vif {index} closed; {} grants held by backends", grant::held_count());
     drop(dev);
     Ok(())

@@ -202,7 +202,12 @@ fn failed(index: u32, broken: &mut bool, e: netfront::NetError) {
         if netfront::ended() {
             debug!("net: vif {index}: disconnected at the program's end");
         } else {
-            error!("net: vif {index}: {e:?}; the interface is down: its sockets fail with ENETDOWN");
+            match e {
+                netfront::NetError::Gone => {
+                    error!("net: vif {index}: its backend went away; the interface is down: its sockets fail with ENETDOWN")
+                }
+                e => error!("net: vif {index}: {e:?}; the interface is down: its sockets fail with ENETDOWN"),
+            }
         }
         *broken = true;
     }
@@ -513,9 +518,13 @@ struct Net {
     vifs: Vec<Iface<VifDev>>,
     /// Each vif's DHCPv4 client (none with a static address).
     dhcp: Vec<Option<SocketHandle>>,
-    /// The DNS socket: (interface, socket); on loopback when the server is 127.x.
-    dns: Option<(usize, SocketHandle)>,
-    dns_server: Option<Ipv4Address>,
+    /// Whether each vif has an IPv4 default route (`xen.gw` on vif 0, or its lease's router).
+    gw: Vec<bool>,
+    /// The DNS server each vif's lease named.
+    lease_dns: Vec<Option<Ipv4Address>>,
+    /// A DNS socket on each interface (by interface index) that has asked one, made when a
+    /// lookup first goes that way; never removed, as lookups may be waiting on it.
+    dns_socks: Vec<Option<SocketHandle>>,
     socks: Vec<Option<Sock>>,
     /// How many holders each socket has (`dup`): it closes when the last one closes it.
     refs: Vec<u32>,
@@ -573,8 +582,9 @@ impl Net {
             lo: Iface { iface: lo_if, dev: lo_dev, set: SocketSet::new(Vec::new()), sent_digest: 0 },
             vifs: Vec::new(),
             dhcp: Vec::new(),
-            dns: None,
-            dns_server: None,
+            gw: Vec::new(),
+            lease_dns: Vec::new(),
+            dns_socks: Vec::new(),
             socks: Vec::new(),
             refs: Vec::new(),
             orphans: Vec::new(),
@@ -583,22 +593,22 @@ impl Net {
         };
         let cfg = crate::boot::cmdline().net;
         info!("net: loopback up (127.0.0.1/8, ::1/128)");
-        if let Some(server) = cfg.dns.map(Ipv4Address::from)
-            && server.is_loopback()
-        {
-            net.dns_server = Some(server);
-            net.dns = Some((LO, net.lo.set.add(dns_socket(server))));
-        }
         if cfg.off {
             info!("net: xen.net=off: loopback only");
         } else {
             let count = cfg.vifs.map_or(MAX_VIFS, usize::from).min(MAX_VIFS);
             for n in 0..count {
+                // The vifs are interfaces 1, 2, ... in order: the first that cannot be had
+                // ends the list.
                 match netfront::open_for_stack(n as u32) {
                     Ok((mac, port)) => net.vif_up(n, mac, port, &cfg),
                     Err(netfront::NetError::NoDevice) => break,
+                    Err(netfront::NetError::Busy) => {
+                        info!("net: vif {n} is the program's (opened raw): the stack uses {n} vif(s)");
+                        break;
+                    }
                     Err(e) => {
-                        error!("net: vif {n} did not open ({e:?}): the stack uses vifs 0 to {} only", n as isize - 1);
+                        error!("net: vif {n} did not open ({e:?}): the stack uses {n} vif(s)");
                         break;
                     }
                 }
@@ -606,19 +616,12 @@ impl Net {
             if net.vifs.is_empty() {
                 info!("net: no vif: loopback only");
             }
-            if let Some(server) = cfg.dns.map(Ipv4Address::from)
-                && !server.is_loopback()
-                && let Ok(at) = net.route(&IpAddress::Ipv4(server))
-            {
-                net.dns_server = Some(server);
-                net.dns = Some((at, net.set(at).add(dns_socket(server))));
-            }
         }
         net
     }
 
     /// Brings vif `n` (open for the stack) up as interface `n + 1`: vif 0 with `xen.ip`,
-    /// `xen.gw` and `xen.ip6`, vif N with `xen.ipN`; DHCPv4 where no address is given.
+    /// `xen.gw` and `xen.ip6`, vif N with `xen.vifN.ip`; DHCPv4 where no address is given.
     fn vif_up(&mut self, n: usize, mac: [u8; 6], port: u32, cfg: &crate::cmdline::NetConfig) {
         let now = instant();
         let buf = vec![0; crate::net::rx_packet::MAX_RX_PACKET];
@@ -663,6 +666,8 @@ impl Net {
         info!("net: vif {n}: link-local {ll}");
         self.vifs.push(Iface { iface, dev, set, sent_digest: 0 });
         self.dhcp.push(dhcp_handle);
+        self.gw.push(gw.is_some() && static_ip.is_some());
+        self.lease_dns.push(None);
         if let Err(e) = crate::xen::evtchn::set_handler(port, netfront_event) {
             error!("net: vif {n}: event channel {port}: {e}");
         }
@@ -671,6 +676,35 @@ impl Net {
     /// Vif `at - 1`, for interface `at` (none for loopback).
     fn vif(&self, at: usize) -> Option<&Iface<VifDev>> {
         at.checked_sub(1).and_then(|n| self.vifs.get(n))
+    }
+
+    /// Whether a vif that is up still waits for its first DHCPv4 lease.
+    fn waiting_for_lease(&self) -> bool {
+        self.vifs_up().any(|at| self.dhcp[at - 1].is_some() && !self.has_v4(at))
+    }
+
+    /// The DNS server: `xen.dns`, else the first vif up whose lease named one.
+    fn dns_server(&self) -> Option<Ipv4Address> {
+        let cfg = crate::boot::cmdline().net;
+        cfg.dns.map(Ipv4Address::from).or_else(|| self.vifs_up().find_map(|at| self.lease_dns[at - 1]))
+    }
+
+    /// The DNS socket on interface `at`, asking `server` (made on first use).
+    fn dns_socket_on(&mut self, at: usize, server: Ipv4Address) -> Option<SocketHandle> {
+        if self.dns_socks.len() <= at {
+            self.dns_socks.resize(at + 1, None);
+        }
+        let existing = self.dns_socks[at];
+        let set = self.parts(at)?.1;
+        let h = match existing {
+            Some(h) => {
+                set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(server)]);
+                h
+            }
+            None => set.add(dns_socket(server)),
+        };
+        self.dns_socks[at] = Some(h);
+        Some(h)
     }
 
     /// The interfaces of the vifs that are up.
@@ -748,7 +782,6 @@ impl Net {
     }
 
     fn dhcp_event(&mut self, n: usize) -> bool {
-        let at = n + 1;
         let (Some(Some(h)), Some(vif)) = (self.dhcp.get(n).copied(), self.vifs.get_mut(n)) else { return false };
         let event = match vif.set.get_mut::<dhcpv4::Socket>(h).poll() {
             None => return false,
@@ -767,25 +800,14 @@ impl Net {
                 if let Some(r) = router {
                     let _ = iface.routes_mut().add_default_ipv4_route(r);
                 }
-                // The first vif whose lease names a DNS server gives the resolver's (unless
-                // `xen.dns` did); its later leases update it.
-                if crate::boot::cmdline().net.dns.is_none()
-                    && let Some(d) = dns
-                {
-                    match self.dns {
-                        Some((a, h)) if a == at => {
-                            self.dns_server = Some(d);
-                            vif.set.get_mut::<dns::Socket>(h).update_servers(&[IpAddress::Ipv4(d)]);
-                        }
-                        None => {
-                            self.dns_server = Some(d);
-                            self.dns = Some((at, vif.set.add(dns_socket(d))));
-                        }
-                        Some(_) => {}
-                    }
-                }
+                self.gw[n] = router.is_some();
+                self.lease_dns[n] = dns;
             }
-            None => info!("net: vif {n}: DHCPv4 lease lost"),
+            None => {
+                info!("net: vif {n}: DHCPv4 lease lost");
+                self.gw[n] = false;
+                self.lease_dns[n] = None;
+            }
         }
         true
     }
@@ -840,9 +862,9 @@ impl Net {
     }
 
     /// The interface a connection to `remote` goes through: loopback for its addresses, the
-    /// first vif up with `remote` on one of its subnets, else the first vif up (vif 0 unless it
-    /// is down: off-link traffic goes by its gateway). With no vif up, ENETUNREACH, as Linux
-    /// with no route once the interfaces are gone.
+    /// first vif up with `remote` on one of its subnets (an IPv6 link-local peer: the first
+    /// vif up), else, for IPv4, the first vif up with a default route (vif 0's when it has
+    /// one). Otherwise ENETUNREACH, as Linux with no route (also once the vifs are gone).
     fn route(&self, remote: &IpAddress) -> Result<usize, i32> {
         if is_loopback(remote) {
             return Ok(LO);
@@ -850,7 +872,11 @@ impl Net {
         let on_link = self.vifs_up().find(|&at| {
             self.vif(at).is_some_and(|v| v.iface.ip_addrs().iter().any(|cidr| cidr.contains_addr(remote)))
         });
-        on_link.or_else(|| self.vifs_up().next()).ok_or(ENETUNREACH)
+        let by_gateway = || match remote {
+            IpAddress::Ipv4(_) => self.vifs_up().find(|&at| self.gw[at - 1]),
+            IpAddress::Ipv6(_) => None,
+        };
+        on_link.or_else(by_gateway).ok_or(ENETUNREACH)
     }
 
     /// The interfaces a socket bound to `addr` lives on.
@@ -1072,24 +1098,19 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
     if port == 0 {
         return Err(ECONNREFUSED);
     }
-    let at = with(|net| net.route(&addr))?;
-    if at != LO && matches!(addr, IpAddress::Ipv4(_)) {
-        // DHCP may still be under way.
-        let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
-        let r = block(until, ENETUNREACH, |net| {
-            if net.down(at) {
-                Step::Done(Err(ENETDOWN))
-            } else if net.has_v4(at) {
-                Step::Done(Ok(()))
-            } else {
-                Step::Wait
-            }
-        });
-        match r {
-            Err(EAGAIN) if deadline != 0 => return Err(ENETUNREACH),
-            other => other?,
-        }
-    }
+    // The route is looked for again while a vif waits for its first DHCP lease, which may
+    // bring the subnet or the gateway (15 s at most).
+    let until = deadline.min(now_ns().saturating_add(DHCP_WAIT_NS));
+    let r = block(until, ENETUNREACH, |net| match net.route(&addr) {
+        Ok(at) if at == LO || net.has_v4(at) || matches!(addr, IpAddress::Ipv6(_)) => Step::Done(Ok(at)),
+        _ if net.waiting_for_lease() => Step::Wait,
+        Ok(at) => Step::Done(Ok(at)),
+        Err(e) => Step::Done(Err(e)),
+    });
+    let at = match r {
+        Err(EAGAIN) if deadline != 0 => return Err(ENETUNREACH),
+        other => other?,
+    };
     let h = with(|net| -> Result<i64, i32> {
         let local = Net::take_port(&mut net.tcp_ports, 0)?;
         let (iface, set) = net.parts(at).ok_or(ENETUNREACH)?;
@@ -1564,10 +1585,18 @@ pub fn udp_send(h: u64, data: &[u8], to: Option<&XkSockAddr>, deadline: u64) -> 
             Err(e) => return Step::Done(Err(e)),
         };
         let Some(dest) = to.or(peer) else { return Step::Done(Err(ENOTCONN)) };
-        let at = match net.route(&dest.addr) {
+        // A socket bound to a vif's address sends from it, by that vif (its routes decide).
+        let route = match socks.as_slice() {
+            [(at, _)] if *at != LO && !is_loopback(&dest.addr) => Ok(*at),
+            _ => net.route(&dest.addr),
+        };
+        let at = match route {
             Ok(at) => at,
             Err(e) => return Step::Done(Err(e)),
         };
+        if net.down(at) {
+            return Step::Done(Err(ENETDOWN));
+        }
         if at != LO && matches!(dest.addr, IpAddress::Ipv4(_)) && !net.has_v4(at) {
             return Step::Done(Err(ENETUNREACH));
         }
@@ -1635,14 +1664,12 @@ pub fn lookup(name: &[u8], out: &mut [XkSockAddr], deadline: u64) -> Result<usiz
     let _ = block(
         until,
         ENOENT,
-        |net| {
-            // Some vif still asks DHCP and is up.
-            let asking = net.dhcp.iter().enumerate().any(|(n, d)| d.is_some() && !net.down(n + 1));
-            if net.dns.is_some() || !asking { Step::Done(Ok(())) } else { Step::Wait }
-        },
+        |net| if net.dns_server().is_some() || !net.waiting_for_lease() { Step::Done(Ok(())) } else { Step::Wait },
     );
     let query = with(|net| -> Result<(usize, SocketHandle, dns::QueryHandle), i32> {
-        let (at, dh) = net.dns.ok_or(ENOENT)?;
+        let server = net.dns_server().ok_or(ENOENT)?;
+        let at = net.route(&IpAddress::Ipv4(server))?;
+        let dh = net.dns_socket_on(at, server).ok_or(ENOENT)?;
         let (iface, set) = net.parts(at).ok_or(ENOENT)?;
         let q = set
             .get_mut::<dns::Socket>(dh)

@@ -52,7 +52,7 @@ static DOMU: DomUBatch = DomUBatch::new(&[
     DomUJob::bin("net_loopback", "sockets").args(&["loopback"]).timeout(60),
     DomUJob::bin("net_two_vifs", "sockets")
         .args(&["two_vifs", "8092", "10.99.0.1:7003", "10.98.0.1:7004"])
-        .kernel_args(&["xen.ip=10.99.0.28/24", "xen.ip1=10.98.0.28/24"])
+        .kernel_args(&["xen.ip=10.99.0.28/24", "xen.vif1.ip=10.98.0.28/24"])
         .log("info")
         .xl(net::TWO_VIFS)
         .timeout(60)

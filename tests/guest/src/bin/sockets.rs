@@ -484,7 +484,17 @@ fn vif_gone(addr: Ipv4Addr, port: u16) {
 fn two_vifs(port: u16, servers: &[String]) {
     let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
     for server in servers {
-        let mut s = TcpStream::connect(server.as_str()).unwrap();
+        // dom0's servers may start after this guest is up: a refused connect is tried again.
+        let t = Instant::now();
+        let mut s = loop {
+            match TcpStream::connect(server.as_str()) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && t.elapsed() < Duration::from_secs(20) => {
+                    thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => panic!("connect to {server}: {e:?}"),
+            }
+        };
         s.write_all(b"hello\n").unwrap();
         let mut got = String::new();
         let mut buf = [0u8; 64];

@@ -268,7 +268,7 @@ fn sockets_on_a_vif_that_goes_away_fail_with_network_down_and_loopback_still_wor
         "accept on 10.99.0.27: NetworkDown\n",
         "udp recv on 10.99.0.27: NetworkDown\n",
         "write: NetworkDown\n",
-        "udp send: NetworkUnreachable\n",
+        "udp send: NetworkDown\n",
         "accept again: NetworkDown\n",
         "connect to dom0: NetworkUnreachable\n",
         "bind 10.99.0.27: AddrNotAvailable\n",
