@@ -6,6 +6,7 @@
 
 #[cfg(target_os = "none")]
 pub mod netfront;
+pub mod neighbors;
 pub mod offload;
 pub mod ring;
 pub mod rx_packet;

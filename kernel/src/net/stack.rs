@@ -35,6 +35,7 @@ use smoltcp::wire::{
 };
 
 use crate::net::netfront;
+use crate::net::neighbors::{self, Heard};
 use crate::net::syn_guard::Held;
 use crate::sync::Mutex;
 
@@ -56,6 +57,7 @@ pub mod errno {
     pub const ENOTCONN: i32 = 107;
     pub const ETIMEDOUT: i32 = 110;
     pub const ECONNREFUSED: i32 = 111;
+    pub const EHOSTUNREACH: i32 = 113;
 }
 use errno::*;
 
@@ -187,6 +189,9 @@ struct VifDev {
     frame_limit: usize,
     /// The connections whose retransmitted SYNs are dropped (`syn_guard`).
     held: Held,
+    /// The IPv4 neighbours heard from in ARP frames (`net::neighbors`).
+    heard: Heard,
+    mac: [u8; 6],
 }
 
 struct VifRx<'a>(&'a [u8]);
@@ -217,11 +222,11 @@ impl Device for VifDev {
     type RxToken<'a> = VifRx<'a>;
     type TxToken<'a> = VifTx<'a>;
 
-    fn receive(&mut self, _: Instant) -> Option<(VifRx<'_>, VifTx<'_>)> {
+    fn receive(&mut self, now: Instant) -> Option<(VifRx<'_>, VifTx<'_>)> {
         if self.broken {
             return None;
         }
-        let VifDev { index, buf, broken, held, .. } = self;
+        let VifDev { index, buf, broken, held, heard, .. } = self;
         loop {
             match netfront::stack_recv(*index, buf) {
                 Ok(Some(n)) if held.is_duplicate_syn(&buf[..n]) => {
@@ -229,6 +234,7 @@ impl Device for VifDev {
                 }
                 Ok(Some(n)) => {
                     trace_tcp(*index, "rx", &buf[..n]);
+                    heard.observe(&buf[..n], now.total_micros() as u64 * 1000);
                     return Some((VifRx(&buf[..n]), VifTx { index: *index, broken, gso: None }));
                 }
                 Ok(None) => return None,
@@ -629,7 +635,17 @@ impl Net {
         let gso_limit = netfront::stack_gso_limit(index);
         let mtu = netfront::stack_mtu(index).unwrap_or(crate::net::ring::MAX_MTU);
         let frame_limit = usize::from(mtu) + 14;
-        let mut dev = VifDev { index, buf, broken: false, tx_full: false, gso_limit, frame_limit, held: Held::default() };
+        let mut dev = VifDev {
+            index,
+            buf,
+            broken: false,
+            tx_full: false,
+            gso_limit,
+            frame_limit,
+            held: Held::default(),
+            heard: Heard::default(),
+            mac,
+        };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed();
         let mut iface = Interface::new(config, &mut dev, now);
@@ -676,6 +692,25 @@ impl Net {
     /// Vif `at - 1`, for interface `at` (none for loopback).
     fn vif(&self, at: usize) -> Option<&Iface<VifDev>> {
         at.checked_sub(1).and_then(|n| self.vifs.get(n))
+    }
+
+    /// Whether `remote` is on one of interface `at`'s subnets (a vif's).
+    fn on_link(&self, at: usize, remote: &IpAddress) -> bool {
+        self.vif(at).is_some_and(|v| v.iface.ip_addrs().iter().any(|cidr| cidr.contains_addr(remote)))
+    }
+
+    /// Whether IPv4 neighbour `addr` on interface `at` has sent an ARP frame since `since`.
+    fn heard(&self, at: usize, addr: [u8; 4], since: u64) -> bool {
+        self.vif(at).is_some_and(|v| v.dev.heard.heard_since(addr, since))
+    }
+
+    /// Sends an ARP request for `target` from interface `at`'s IPv4 address (none without one).
+    fn arp_probe(&mut self, at: usize, target: [u8; 4]) {
+        let Some(vif) = self.vif(at) else { return };
+        let Some(ours) = vif.iface.ipv4_addr() else { return };
+        let frame = neighbors::arp_request(vif.dev.mac, ours.octets(), target);
+        let (_, sent) = netfront::stack_emit(vif.dev.index, frame.len(), None, |buf| buf.copy_from_slice(&frame));
+        debug!("net: vif {}: ARP request for {target:?} ({sent:?})", vif.dev.index);
     }
 
     /// Whether a vif that is up still waits for its first DHCPv4 lease.
@@ -869,9 +904,7 @@ impl Net {
         if is_loopback(remote) {
             return Ok(LO);
         }
-        let on_link = self.vifs_up().find(|&at| {
-            self.vif(at).is_some_and(|v| v.iface.ip_addrs().iter().any(|cidr| cidr.contains_addr(remote)))
-        });
+        let on_link = self.vifs_up().find(|&at| self.on_link(at, remote));
         let by_gateway = || match remote {
             IpAddress::Ipv4(_) => self.vifs_up().find(|&at| self.gw[at - 1]),
             IpAddress::Ipv6(_) => None,
@@ -1125,7 +1158,7 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
         let sh = set.add(s);
         Ok(net.insert(Sock::Tcp(Tcp { at, h: sh, port: local, shut_read: false, reset: false, error: 0, linger: None })))
     })?;
-    let r = block(deadline, ETIMEDOUT, |net| {
+    let established = |net: &mut Net| {
         let Ok((at, sh)) = tcp_of(net, h as u64) else { return Step::Done(Err(EBADF)) };
         let down = net.down(at);
         match net.tcp(at, sh).state() {
@@ -1134,7 +1167,39 @@ pub fn tcp_connect(remote: &XkSockAddr, deadline: u64) -> Result<i64, i32> {
             tcp::State::Closed => Step::Done(Err(ECONNREFUSED)),
             _ => Step::Done(Ok(())),
         }
+    };
+    // An on-link IPv4 peer is also asked for by ARP a second apart while the connection is
+    // unanswered, and one never heard from fails the connect (`net::neighbors`).
+    let neighbour = with(|net| match addr {
+        IpAddress::Ipv4(a) if net.on_link(at, &addr) => Some(a.octets()),
+        _ => None,
     });
+    let started = now_ns();
+    let mut asked = 0;
+    let r = loop {
+        let tick = match neighbour {
+            Some(_) => deadline.min(now_ns().saturating_add(1_000_000_000)),
+            None => deadline,
+        };
+        match (block(tick, ETIMEDOUT, established), neighbour) {
+            (Err(ETIMEDOUT), Some(target)) if tick < deadline => {
+                let unheard = with(|net| {
+                    if net.heard(at, target, started) {
+                        return false;
+                    }
+                    if asked < neighbors::ARP_TRIES {
+                        net.arp_probe(at, target);
+                    }
+                    true
+                });
+                if unheard && asked == neighbors::ARP_TRIES {
+                    break Err(EHOSTUNREACH);
+                }
+                asked += u32::from(unheard);
+            }
+            (r, _) => break r,
+        }
+    };
     match r {
         Ok(()) => Ok(h),
         Err(e) => {
@@ -1353,6 +1418,13 @@ pub fn close(h: u64, abort: bool) -> i32 {
                     net.tcp_ports.remove(&t.port);
                 }
                 let s = net.tcp(t.at, t.h);
+                // RFC 9293: a close in SYN-SENT deletes the connection and sends nothing (smoltcp
+                // would queue a RST, which to a neighbour that never answered ARP never goes,
+                // and the program's end would wait for it).
+                if s.state() == tcp::State::SynSent {
+                    net.set(t.at).remove(t.h);
+                    return Ok(None);
+                }
                 // As Linux: closing with unread data resets the connection.
                 let reset = abort || t.reset || s.recv_queue() > 0 || t.linger == Some(0);
                 if reset {

@@ -50,6 +50,12 @@ static DOMU: DomUBatch = DomUBatch::new(&[
         .timeout(60)
         .driver(net::DETACH_RAW),
     DomUJob::bin("net_loopback", "sockets").args(&["loopback"]).timeout(60),
+    DomUJob::bin("net_neighbours", "sockets")
+        .args(&["neighbours", "10.99.0.1:7005", "10.99.0.97:80", "10.99.0.98:80"])
+        .kernel_args(&["xen.ip=10.99.0.29/24"])
+        .xl(net::VIF)
+        .timeout(60)
+        .driver(net::NEIGHBOURS),
     DomUJob::bin("net_two_vifs", "sockets")
         .args(&["two_vifs", "8092", "10.99.0.1:7003", "10.98.0.1:7004"])
         .kernel_args(&["xen.ip=10.99.0.28/24", "xen.vif1.ip=10.98.0.28/24"])

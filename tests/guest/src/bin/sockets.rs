@@ -22,6 +22,9 @@
 //!                               server on each subnet (ADDR:PORT each) and prints the address
 //!                               each connection went from, then takes two connections on
 //!                               0.0.0.0:PORT and prints the address each came to
+//!     sockets neighbours LIVE DEAD...  connects (no timeout) to each DEAD address (on-link,
+//!                               nobody there) in a thread, then, while they wait, to LIVE
+//!                               (dom0's `nc`); prints what each gave and whether in time
 //!     sockets vif_gone ADDR PORT  (Xen) with ADDR the vif's static address: takes dom0's
 //!                               connection on 0.0.0.0:PORT, then while threads wait on it,
 //!                               on a listener and a UDP socket bound to ADDR, dom0 detaches
@@ -481,6 +484,29 @@ fn vif_gone(addr: Ipv4Addr, port: u16) {
     println!("loopback through 0.0.0.0:{port}: {}", String::from_utf8_lossy(&got));
 }
 
+fn neighbours(live: &str, dead: &[String]) {
+    let waits: Vec<_> = dead
+        .iter()
+        .map(|addr| {
+            let addr = addr.clone();
+            thread::spawn(move || {
+                let t = Instant::now();
+                let r = TcpStream::connect(addr.as_str());
+                (addr, kind(r), t.elapsed())
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let r = TcpStream::connect_timeout(&live.parse().unwrap(), Duration::from_secs(10));
+    println!("live {live}: {} within 3 s {}", kind(r), t.elapsed() < Duration::from_secs(3));
+    for w in waits {
+        let (addr, kind, took) = w.join().unwrap();
+        // Linux gives up after 3 ARP requests a second apart.
+        println!("dead {addr}: {kind} within 2-8 s {}", took >= Duration::from_secs(2) && took < Duration::from_secs(8));
+    }
+}
+
 fn two_vifs(port: u16, servers: &[String]) {
     let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
     for server in servers {
@@ -535,9 +561,10 @@ fn main() {
         Some("resolve") => resolve(&args[2], args[3].parse().unwrap(), &args[4]),
         Some("vif_gone") => vif_gone(args[2].parse().unwrap(), args[3].parse().unwrap()),
         Some("two_vifs") => two_vifs(args[2].parse().unwrap(), &args[3..]),
+        Some("neighbours") => neighbours(&args[2], &args[3..]),
         _ => {
             eprintln!(
-                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN|vif_gone ADDR PORT|two_vifs PORT ADDR..."
+                "usage: sockets loopback|client ADDR|http PORT N|exit_sending PORT BYTES|dns PORT N|unreachable ADDR|static ADDR|resolve NAME PORT UNKNOWN|vif_gone ADDR PORT|two_vifs PORT ADDR...|neighbours LIVE DEAD..."
             );
             std::process::exit(2);
         }

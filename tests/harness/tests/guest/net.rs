@@ -98,6 +98,28 @@ fn device_errors_are_io_errors() {
 /// The xl line of a guest with one vif of MTU 1400.
 pub const VIF_MTU_1400: &[&str] = &["vif = ['bridge=xenbr0,mtu=1400']"];
 
+/// A dom0 server for the `neighbours` guest (static 10.99.0.29), which connects to it while
+/// connects to two addresses nobody has are pending.
+pub const NEIGHBOURS: &str = "echo 1 > /proc/sys/net/ipv6/conf/xenbr0/disable_ipv6 2>/dev/null || true
+ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null || true
+ip link set xenbr0 up
+nc -l -p 7005 -e /bin/true &
+wait_output 'dead 10.99.0.98:80' 30
+";
+
+#[test]
+fn connects_to_on_link_addresses_nobody_has_fail_and_starve_nothing() {
+    let r = DOMU.result("net_neighbours");
+    assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
+    for line in [
+        "live 10.99.0.1:7005: Ok within 3 s true\n",
+        "dead 10.99.0.97:80: HostUnreachable within 2-8 s true\n",
+        "dead 10.99.0.98:80: HostUnreachable within 2-8 s true\n",
+    ] {
+        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
+    }
+}
+
 /// The xl line of a guest with two vifs on the bridge.
 pub const TWO_VIFS: &[&str] = &["vif = ['bridge=xenbr0', 'bridge=xenbr0']"];
 
