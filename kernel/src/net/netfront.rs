@@ -26,7 +26,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::net::offload::{self, Coalescer, Join, RxChecksum};
 use crate::net::ring::{self, FrontRing, Outstanding, RX_SLOT_WORDS, RingError, TX_SLOT_WORDS, TxDone};
@@ -59,7 +59,7 @@ const FRAMES_PER_TX_BUFFER: usize = 64;
 /// GSO are (`rx_packet::MAX_RX_PACKET`).
 pub const MAX_FRAME: usize = ring::MAX_MTU as usize + ETH_HEADER;
 /// An Ethernet header: destination, source, EtherType.
-const ETH_HEADER: usize = 14;
+pub const ETH_HEADER: usize = 14;
 /// The longest a packet is held for more segments while an earlier one is in flight
 /// (`Netfront::end_of_poll`): the backend took 1-3 ms of dom0's CPU for a 64 KiB packet on the
 /// emulated machine.
@@ -306,15 +306,15 @@ unsafe impl Send for Netfront {}
 static DEVICES: Mutex<Vec<Option<Box<Netfront>>>> = Mutex::new(Vec::new());
 /// Set by [`disconnect_all`]: the program has ended and the devices are being (or were) closed,
 /// so a device that fails now is no news.
-static ENDED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static ENDED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the program's end has closed (or is closing) every device.
 pub fn ended() -> bool {
-    ENDED.load(core::sync::atomic::Ordering::Acquire)
+    ENDED.load(Ordering::Acquire)
 }
 
 /// The next open's [`Netfront::generation`].
-static NEXT_GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// The stack of a thread watching a backend's state: xenstore calls and a log line.
 const WATCHER_STACK: usize = 32 << 10;
 /// `Netfront::goodbye`: no goodbye, one under way (the watcher says Closing and Closed without
@@ -415,7 +415,7 @@ impl Netfront {
             counters: Counters::default(),
             broken: false,
             gone: false,
-            generation: NEXT_GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             watch: None,
             closing: false,
             goodbye: alloc::sync::Arc::new(AtomicU32::new(GOODBYE_NONE)),
@@ -520,6 +520,15 @@ impl Netfront {
         }
         self.broken = true;
         NetError::Ring(e)
+    }
+
+    /// Takes the device down (every call then fails with [`NetError::Gone`]; nothing more goes
+    /// on the rings); returns whether it was down already.
+    fn go_down(&mut self) -> bool {
+        let was = self.gone;
+        self.gone = true;
+        self.tx_pending = None;
+        was
     }
 
     fn usable(&self) -> Result<(), NetError> {
@@ -1331,19 +1340,17 @@ fn backend_gone(w: &Watcher) {
     let goodbye = {
         let mut devices = DEVICES.lock();
         let Some(Some(dev)) = devices.get_mut(w.index as usize) else { return };
-        if dev.generation != w.generation || dev.gone {
+        if dev.generation != w.generation || dev.go_down() {
             return;
         }
-        dev.gone = true;
-        dev.tx_pending = None;
-        dev.goodbye.store(GOODBYE_UNDER_WAY, core::sync::atomic::Ordering::Release);
+        dev.goodbye.store(GOODBYE_UNDER_WAY, Ordering::Release);
         let _ = evtchn::raise_local(dev.port.0);
         dev.goodbye.clone()
     };
     error!("netfront: vif {}: the backend (domain {}) went away; the device is down (ENETDOWN)", w.index, w.backend_id);
     let _ = xenstore::unwatch(w.watch, deadline_in(HANDSHAKE_NS));
     disconnect_path(&w.path, &w.backend, deadline_in(HANDSHAKE_NS));
-    goodbye.store(GOODBYE_DONE, core::sync::atomic::Ordering::Release);
+    goodbye.store(GOODBYE_DONE, Ordering::Release);
     crate::sched::futex_wake(goodbye.as_ptr(), u32::MAX);
     debug!("netfront: vif {}: closed after its backend went away", w.index);
 }
@@ -1363,17 +1370,15 @@ fn wait(port: u32, seen: u32, deadline: u64) -> Result<(), NetError> {
 /// table, down, for any thread still calling. A device whose backend went away is left to its
 /// watcher.
 pub fn disconnect_all() {
-    ENDED.store(true, core::sync::atomic::Ordering::Release);
+    ENDED.store(true, Ordering::Release);
     let start = crate::time::monotonic_ns();
     let deadline = start.saturating_add(ENDING_DISCONNECT_NS);
     let mut devices = DEVICES.lock();
     let mut closed = 0;
     for dev in devices.iter_mut().flatten() {
-        if dev.gone {
+        if dev.go_down() {
             continue;
         }
-        dev.gone = true;
-        dev.tx_pending = None;
         if let Some(watch) = dev.watch.take() {
             let _ = xenstore::unwatch(watch, deadline);
         }
@@ -1397,13 +1402,11 @@ pub fn close(index: u32) -> Result<(), NetError> {
             return Err(NetError::NotOpen);
         }
         let word = dev.goodbye.clone();
-        if word.load(core::sync::atomic::Ordering::Acquire) != GOODBYE_UNDER_WAY || crate::time::monotonic_ns() >= wait_until {
+        if word.load(Ordering::Acquire) != GOODBYE_UNDER_WAY || crate::time::monotonic_ns() >= wait_until {
             // The device keeps its slot, down, through the goodbye below, so that an open of
             // the vif meanwhile is refused (Busy) instead of racing it in xenstore.
-            let said = dev.gone;
-            dev.gone = true;
+            let said = dev.go_down();
             dev.closing = true;
-            dev.tx_pending = None;
             break (dev.watch.take(), dev.path.clone(), dev.backend.clone(), said);
         }
         drop(devices);

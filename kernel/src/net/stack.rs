@@ -634,7 +634,7 @@ impl Net {
         let index = n as u32;
         let gso_limit = netfront::stack_gso_limit(index);
         let mtu = netfront::stack_mtu(index).unwrap_or(crate::net::ring::MAX_MTU);
-        let frame_limit = usize::from(mtu) + 14;
+        let frame_limit = usize::from(mtu) + netfront::ETH_HEADER;
         let mut dev = VifDev {
             index,
             buf,

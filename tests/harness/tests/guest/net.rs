@@ -5,6 +5,13 @@
 use super::DOMU;
 use xen_harness::{repo, toolchain};
 
+/// Asserts that `out` holds every one of `lines` (each with its newline, if it has one).
+fn assert_has_lines(out: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(out.contains(line), "{line:?} missing from:\n{out}");
+    }
+}
+
 /// The xl line that gives a guest its vif.
 pub const VIF: &[&str] = &["vif = ['bridge=xenbr0']"];
 
@@ -84,15 +91,13 @@ fn a_frame_the_guest_sends_reaches_dom0_and_is_answered() {
 fn device_errors_are_io_errors() {
     let r = DOMU.result("net_errors");
     assert_eq!(r.status, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    for line in [
+    assert_has_lines(&r.stdout, &[
         "missing: Err(Unsupported)\n",
         "again: Err(ResourceBusy)\n",
         "empty: true\n",
         "too long: true\n",
         "reopened: Ok(true)\n",
-    ] {
-        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
-    }
+    ]);
 }
 
 /// The xl line of a guest with one vif of MTU 1400.
@@ -111,13 +116,11 @@ wait_output 'dead 10.99.0.98:80' 30
 fn connects_to_on_link_addresses_nobody_has_fail_and_starve_nothing() {
     let r = DOMU.result("net_neighbours");
     assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
-    for line in [
+    assert_has_lines(&r.stdout, &[
         "live 10.99.0.1:7005: Ok within 3 s true\n",
         "dead 10.99.0.97:80: HostUnreachable within 2-8 s true\n",
         "dead 10.99.0.98:80: HostUnreachable within 2-8 s true\n",
-    ] {
-        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
-    }
+    ]);
 }
 
 /// The xl line of a guest with two vifs on the bridge.
@@ -146,17 +149,13 @@ echo \"from 10.98.0.28: $(echo hi | nc 10.98.0.28 8092)\"
 fn std_net_uses_two_vifs_on_two_subnets() {
     let r = DOMU.result("net_two_vifs");
     assert_eq!(r.status, 0, "stdout: {}\nstderr: {}\ndriver: {}", r.stdout, r.stderr, r.driver_output);
-    for line in [
+    assert_has_lines(&r.stdout, &[
         "to 10.99.0.1:7003 from 10.99.0.28: \"dom0 got: hello\"\n",
         "to 10.98.0.1:7004 from 10.98.0.28: \"dom0 got: hello\"\n",
         "accepted on 10.99.0.28 from 10.99.0.1: \"hi\\n\"\n",
         "accepted on 10.98.0.28 from 10.98.0.1: \"hi\\n\"\n",
-    ] {
-        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
-    }
-    for line in ["from 10.99.0.28: bye\n", "from 10.98.0.28: bye\n"] {
-        assert!(r.driver_output.contains(line), "{line:?} missing from:\n{}", r.driver_output);
-    }
+    ]);
+    assert_has_lines(&r.driver_output, &["from 10.99.0.28: bye\n", "from 10.98.0.28: bye\n"]);
     // Each subnet's traffic left by its own vif: each of dom0's ends took packets.
     for vif in ["vif 0", "vif 1"] {
         let count: u64 = r
@@ -252,13 +251,11 @@ fn a_vif_detached_while_a_thread_waits_on_it_fails_its_calls_and_the_other_vif_w
     assert!(r.driver_output.contains("vifs left: 2\n"), "{}", r.driver_output);
     assert!(r.driver_output.contains("vif 2 backend removed\n"), "{}", r.driver_output);
     eprintln!("xl network-detach took {cs} cs");
-    for line in [
+    assert_has_lines(&r.stdout, &[
         "(NetworkDown)",
         "vif 1 send: Err(NetworkDown)\n",
         "vif 1 recv again: Err(NetworkDown)\n",
-    ] {
-        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
-    }
+    ]);
     for vif in ["vif 1", "vif 2"] {
         let line = format!("{vif} recv after ");
         assert!(r.stdout.lines().any(|l| l.starts_with(&line) && l.contains(": NetworkDown (")), "{}", r.stdout);
@@ -284,7 +281,7 @@ fn sockets_on_a_vif_that_goes_away_fail_with_network_down_and_loopback_still_wor
     eprintln!("xl network-detach took {cs} cs");
     // The stack's vif takes its MTU from xenstore (smoltcp's MSS follows from it).
     assert!(r.stderr.contains(", mtu 1400, backend domain 0,"), "{}", r.stderr);
-    for line in [
+    assert_has_lines(&r.stdout, &[
         "got \"hello\" from 10.99.0.1\n",
         "read: NetworkDown\n",
         "accept on 10.99.0.27: NetworkDown\n",
@@ -295,9 +292,7 @@ fn sockets_on_a_vif_that_goes_away_fail_with_network_down_and_loopback_still_wor
         "connect to dom0: NetworkUnreachable\n",
         "bind 10.99.0.27: AddrNotAvailable\n",
         "loopback through 0.0.0.0:8090: ping\n",
-    ] {
-        assert!(r.stdout.contains(line), "{line:?} missing from:\n{}", r.stdout);
-    }
+    ]);
 }
 
 // ---- TCP/IP (smoltcp in the kernel) and std::net ----
